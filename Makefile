@@ -1,0 +1,30 @@
+# Two commands matter: `make run` (set up, then start the app) and `make test`.
+# Both create .venv on first use and reuse it afterwards.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint bench bundle clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bundle]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/cataract-grader $(ARGS)
+
+test: setup
+	$(VENV)/bin/ruff check engine cataract_app tests benchmarks packaging
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check engine cataract_app tests benchmarks packaging
+
+clean:
+	rm -rf build dist .pytest_cache

@@ -1,0 +1,241 @@
+"""Grades 0-7 and the sub-label schema a clinic grades with.
+
+The default six sub-labels follow LOCS III / Wisconsin conventions for cortical
+cataract in retro-illumination. A clinic may replace them with its own
+`schema.json`; no other module may assume the names, only their order and ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+SCHEMA_VERSION = 1
+NUM_GRADES = 8
+GRADES = tuple(range(NUM_GRADES))
+SUBLABEL_KINDS = ("ordinal", "count")
+
+
+class SchemaError(ValueError):
+    """A schema file or a sub-label value that does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class SubLabel:
+    """One local sub-label: an integer in [minimum, maximum]."""
+
+    name: str
+    kind: str
+    minimum: int
+    maximum: int
+    description: str
+    levels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise SchemaError(f"sub-label name {self.name!r} must be letters, digits and '_'")
+        if self.kind not in SUBLABEL_KINDS:
+            raise SchemaError(f"sub-label {self.name!r}: kind {self.kind!r} is not one of {SUBLABEL_KINDS}")
+        if self.maximum <= self.minimum:
+            raise SchemaError(f"sub-label {self.name!r}: maximum {self.maximum} must exceed minimum {self.minimum}")
+        if self.levels and len(self.levels) != self.maximum - self.minimum + 1:
+            raise SchemaError(
+                f"sub-label {self.name!r}: {len(self.levels)} level names for "
+                f"{self.maximum - self.minimum + 1} values"
+            )
+
+    @property
+    def span(self) -> int:
+        return self.maximum - self.minimum
+
+    @property
+    def num_values(self) -> int:
+        return self.span + 1
+
+    def check(self, value: object) -> int:
+        """Return `value` as an int, or raise SchemaError saying why it is not valid."""
+        if isinstance(value, bool):
+            raise SchemaError(f"{self.name}: {value!r} is not an integer")
+        if isinstance(value, float):
+            if not math.isfinite(value) or value != int(value):
+                raise SchemaError(f"{self.name}: {value!r} is not an integer")
+            value = int(value)
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = int(text)
+            except ValueError:
+                raise SchemaError(f"{self.name}: {text!r} is not an integer") from None
+        if not isinstance(value, int):
+            raise SchemaError(f"{self.name}: {value!r} is not an integer")
+        if not self.minimum <= value <= self.maximum:
+            raise SchemaError(f"{self.name}: {value} is outside {self.minimum}-{self.maximum}")
+        return value
+
+    def level_name(self, value: int) -> str:
+        return self.levels[value - self.minimum] if self.levels else str(value)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The grades and the ordered sub-labels of one grading protocol."""
+
+    sublabels: tuple[SubLabel, ...]
+    name: str = "cortical-locs-wisconsin"
+    version: int = SCHEMA_VERSION
+    grade_names: tuple[str, ...] = field(default_factory=lambda: tuple(str(g) for g in GRADES))
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.sublabels]
+        if not names:
+            raise SchemaError("a schema needs at least one sub-label")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SchemaError(f"duplicate sub-label names: {', '.join(dupes)}")
+        if len(self.grade_names) != NUM_GRADES:
+            raise SchemaError(f"a schema names {NUM_GRADES} grades, not {len(self.grade_names)}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sublabels)
+
+    def __len__(self) -> int:
+        return len(self.sublabels)
+
+    def get(self, name: str) -> SubLabel:
+        for s in self.sublabels:
+            if s.name == name:
+                return s
+        raise SchemaError(f"unknown sub-label {name!r}; this schema has {', '.join(self.names)}")
+
+    def validate(self, values: Mapping[str, object]) -> dict[str, int | None]:
+        """Check a (possibly partial) mapping of sub-label values.
+
+        Missing names and None/blank values mean "unknown". Returns a full mapping,
+        name -> int or None. Raises SchemaError listing every problem found.
+        """
+        problems = [f"unknown sub-label {k!r}" for k in values if k not in self.names]
+        out: dict[str, int | None] = {}
+        for s in self.sublabels:
+            v = values.get(s.name)
+            if v is None or (isinstance(v, str) and not v.strip()):
+                out[s.name] = None
+                continue
+            try:
+                out[s.name] = s.check(v)
+            except SchemaError as e:
+                problems.append(str(e))
+        if problems:
+            raise SchemaError("; ".join(problems))
+        return out
+
+    def fingerprint(self) -> str:
+        """A short stable identity used to refuse models trained on another schema."""
+        import hashlib
+
+        core = [(s.name, s.kind, s.minimum, s.maximum) for s in self.sublabels]
+        return hashlib.sha256(json.dumps(core).encode()).hexdigest()[:16]
+
+    # ---- JSON -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": "cataract-grader-schema",
+            "version": self.version,
+            "name": self.name,
+            "grades": list(self.grade_names),
+            "sublabels": [{**asdict(s), "levels": list(s.levels)} for s in self.sublabels],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Schema":
+        if not isinstance(data, Mapping):
+            raise SchemaError("a schema must be a JSON object")
+        version = data.get("version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise SchemaError(f"schema version {version!r} is newer than this app understands ({SCHEMA_VERSION})")
+        raw = data.get("sublabels")
+        if not isinstance(raw, list):
+            raise SchemaError("a schema needs a 'sublabels' list")
+        subs = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, Mapping):
+                raise SchemaError(f"sub-label #{i + 1} is not an object")
+            try:
+                subs.append(
+                    SubLabel(
+                        name=str(item["name"]),
+                        kind=str(item.get("kind", "ordinal")),
+                        minimum=int(item.get("minimum", 0)),
+                        maximum=int(item["maximum"]),
+                        description=str(item.get("description", "")),
+                        levels=tuple(str(x) for x in item.get("levels", ())),
+                    )
+                )
+            except KeyError as e:
+                raise SchemaError(f"sub-label #{i + 1} lacks the field {e.args[0]!r}") from None
+            except (TypeError, ValueError) as e:
+                if isinstance(e, SchemaError):
+                    raise
+                raise SchemaError(f"sub-label #{i + 1}: {e}") from None
+        grades = data.get("grades", [str(g) for g in GRADES])
+        return cls(
+            sublabels=tuple(subs),
+            name=str(data.get("name", "custom")),
+            version=version,
+            grade_names=tuple(str(g) for g in grades),
+        )
+
+    def save(self, path: str | Path) -> None:
+        from engine.fsutil import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Schema":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SchemaError(f"{p}: no such schema file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SchemaError(f"{p}: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+
+DEFAULT_SCHEMA = Schema(
+    sublabels=(
+        SubLabel(
+            "central_involvement", "ordinal", 0, 2,
+            "Opacity in the central 3 mm zone: none, touches it, covers it.",
+            ("none", "touches", "covers"),
+        ),
+        SubLabel(
+            "pupil_area_obscured", "ordinal", 0, 5,
+            "Share of the pupil area obscured by cortical opacity (LOCS cut points).",
+            ("0%", "<10%", "10-25%", "25-50%", "50-90%", ">90%"),
+        ),
+        SubLabel(
+            "sectors_involved", "count", 0, 8,
+            "Number of the 8 peripheral sectors (Wisconsin grid) that hold opacity.",
+        ),
+        SubLabel(
+            "radial_extent", "ordinal", 0, 3,
+            "How far the longest spoke reaches from the lens edge toward the centre.",
+            ("none", "outer third", "middle third", "reaches centre"),
+        ),
+        SubLabel(
+            "opacity_density", "ordinal", 0, 3,
+            "Darkness of the spokes against the red reflex.",
+            ("none", "faint", "moderate", "dense"),
+        ),
+        SubLabel(
+            "morphology", "ordinal", 0, 3,
+            "Shape of the opacity: isolated spokes, wedges, or coalescent.",
+            ("none", "isolated spokes", "wedges", "coalescent"),
+        ),
+    ),
+    name="cortical-locs-wisconsin",
+)

@@ -1,0 +1,43 @@
+"""Architecture rules that keep the project livable."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_never_imports_qt_or_the_app():
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(_imports(p) & {"PySide6", "PyQt5", "PyQt6", "cataract_app"})
+        for p in (ROOT / "engine").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_nothing_unpickles():
+    pattern = re.compile(r"\b(pickle\.loads?|torch\.load)\(")
+    hits = [
+        str(p.relative_to(ROOT))
+        for d in ("engine", "cataract_app")
+        for p in (ROOT / d).rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    ]
+    assert hits == []
+
+
+def test_torch_is_pinned_exactly():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert '"torch==2.13.0"' in text
+    assert re.search(r"^torch==2\.13\.0$", (ROOT / "constraints.txt").read_text(), re.M)
