@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine import __version__
 
@@ -18,6 +18,9 @@ from engine import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("engine.commands.synth", "write a synthetic retro-illumination dataset"),
     "validate": ("engine.commands.validate", "check a dataset folder and report every problem"),
+    "train": ("engine.commands.train", "train a teacher, a student, or a distilled student (kd)"),
+    "evaluate": ("engine.commands.evaluate", "score a model bundle on a dataset split"),
+    "predict": ("engine.commands.predict", "grade images (student, or fusion teacher with --sublabels)"),
 }
 
 

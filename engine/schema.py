@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 SCHEMA_VERSION = 1
 NUM_GRADES = 8
@@ -150,7 +150,7 @@ class Schema:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Schema":
+    def from_dict(cls, data: Mapping) -> Schema:
         if not isinstance(data, Mapping):
             raise SchemaError("a schema must be a JSON object")
         version = data.get("version", SCHEMA_VERSION)
@@ -194,7 +194,7 @@ class Schema:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Schema":
+    def load(cls, path: str | Path) -> Schema:
         p = Path(path)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))

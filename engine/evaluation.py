@@ -1,0 +1,98 @@
+"""Run a model over a split and score it; shared by training, `evaluate` and promotion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.metrics import compute_metrics
+
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Logits and labels of one pass over a split, kept for metrics and calibration."""
+
+    logits: np.ndarray  # (N, 8)
+    grades: np.ndarray  # (N,)
+    loss: float
+
+    def metrics(self, temperature: float = 1.0) -> dict:
+        probs = torch.softmax(torch.from_numpy(self.logits) / temperature, dim=1).numpy()
+        return compute_metrics(self.grades, probs)
+
+
+def forward_batch(model: torch.nn.Module, role: str, batch: dict, device: torch.device, use_sublabels: bool = True):
+    """One forward of a teacher (image + sub-labels) or a student (image only)."""
+    images = batch["image"].to(device, non_blocking=True, memory_format=torch.channels_last)
+    if role == "teacher":
+        if use_sublabels:
+            return model(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
+        return model(images)
+    return model(images)
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA, where it is safe and fast; nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.inference_mode()
+def predict_loader(model: torch.nn.Module, role: str, loader, device: torch.device) -> Predictions:
+    model.eval()
+    logits, grades, loss_sum = [], [], 0.0
+    for batch in loader:
+        with autocast_for(device):
+            out = forward_batch(model, role, batch, device)
+        lg = out["logits"].float()
+        y = batch["grade"].to(device)
+        loss_sum += float(torch.nn.functional.cross_entropy(lg, y, reduction="sum"))
+        logits.append(lg.cpu().numpy())
+        grades.append(y.cpu().numpy())
+    if not logits:
+        return Predictions(np.zeros((0, 8), np.float32), np.zeros((0,), np.int64), float("nan"))
+    n = sum(len(g) for g in grades)
+    return Predictions(np.concatenate(logits), np.concatenate(grades), loss_sum / max(n, 1))
+
+
+def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0):
+    from engine.data.dataset import GradingDataset
+
+    ds = GradingDataset(list(records), schema, image_size, train=train, mean=mean, std=std)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=False, generator=gen)
+
+
+def evaluate_bundle(bundle: Path, dataset: Path, split: str = "val", device: str = "auto", batch_size: int = 32) -> dict:
+    """Score a saved bundle on the split it was trained with (same seed and fractions)."""
+    from engine.bundle import load_bundle
+    from engine.data.dataset import split_records
+    from engine.data.manifest import load_dataset
+    from engine.device import pick_device
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    dev = pick_device(device)
+    model, card = load_bundle(bundle, device=str(dev))
+    manifest = load_dataset(dataset, schema=card.schema_obj())
+    split_cfg = card.extra.get("split", {})
+    parts = split_records(
+        manifest.records,
+        val_frac=split_cfg.get("val_frac", 0.15),
+        test_frac=split_cfg.get("test_frac", 0.15),
+        seed=split_cfg.get("seed", card.seed),
+    )
+    records = manifest.records if split == "all" else parts[split]
+    if not records:
+        raise ValueError(f"the {split} split of {dataset} is empty")
+    model.to(dev, memory_format=torch.channels_last)
+    loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size)
+    preds = predict_loader(model, card.role, loader, dev)
+    return {"bundle": str(bundle), "split": split, **preds.metrics(card.calibration_temperature)}

@@ -1,0 +1,161 @@
+"""Grader: grade + CAM in one pass, sub-label routing, batch grading, CSV, no leaks."""
+
+import csv
+import resource
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.bundle import BundleError
+from engine.cli import main
+from engine.infer import Grader, GraderError
+from engine.io import ImageReadError
+
+
+@pytest.fixture(scope="module")
+def grader(tiny_bundles):
+    student, teacher = tiny_bundles
+    return Grader(student, teacher, device="cpu")
+
+
+def _disc(h=90, w=120, seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 3, (200, 80, 40), -1)
+    return np.clip(img.astype(int) + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_grade_gives_probabilities_and_a_cam_at_image_resolution(grader):
+    r = grader.grade(_disc(), cam=True)
+    assert 0 <= r.grade <= 7 and len(r.probabilities) == 8
+    assert abs(sum(r.probabilities) - 1) < 1e-5 and r.confidence == pytest.approx(max(r.probabilities))
+    assert r.cam.shape == (90, 120) and r.cam.dtype == np.float32
+    assert r.cam.min() >= 0 and r.cam.max() <= 1 and r.cam.max() > 0
+    assert r.cam[:, :15].max() == 0  # outside the centred square the model saw
+    assert r.model.role == "student" and r.model.is_demo
+    assert set(r.sublabels_predicted) == set(grader.schema.names)
+    assert r.cam_target == r.grade
+
+
+def test_cam_for_a_chosen_grade_and_methods(grader):
+    img = _disc()
+    maps = {m: grader.grade(img, target=5, cam_method=m).cam for m in ("gradcam", "gradcam++", "layercam", "eigencam")}
+    assert all(m.shape == (90, 120) for m in maps.values())
+    assert not np.allclose(maps["gradcam"], maps["eigencam"])
+    assert grader.grade(img, target=5).cam_target == 5
+    with pytest.raises(GraderError, match="unknown CAM method"):
+        grader.grade(img, cam_method="magic")
+
+
+def test_without_cam_the_same_grade(grader):
+    img = _disc(seed=3)
+    a, b = grader.grade(img, cam=True), grader.grade(img, cam=False)
+    assert b.cam is None and a.grade == b.grade
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_sublabels_route_through_the_teacher(grader):
+    img = _disc()
+    full = {n: 1 for n in grader.schema.names}
+    r_full = grader.grade(img, sublabels=full)
+    r_part = grader.grade(img, sublabels={"sectors_involved": 4})
+    assert r_full.model.role == "teacher" and r_part.model.role == "teacher"
+    assert r_part.sublabels_used["sectors_involved"] == 4 and r_part.sublabels_used["morphology"] is None
+    assert r_full.probabilities != r_part.probabilities
+    assert r_full.cam.shape == img.shape[:2]
+
+
+def test_bad_requests_are_refused_with_a_sentence(grader, tmp_path):
+    from engine.schema import SchemaError
+
+    with pytest.raises(SchemaError, match="outside 0-2"):
+        grader.grade(_disc(), sublabels={"central_involvement": 7})
+    with pytest.raises(GraderError, match="HxWx3 uint8"):
+        grader.grade(np.zeros((10, 10), np.uint8))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ImageReadError):
+        grader.grade(bad)
+
+
+def test_no_teacher_means_a_clear_error(tiny_bundles, tmp_path):
+    g = Grader(tiny_bundles[0], teacher=None, device="cpu")
+    if g.has_teacher:  # a default teacher is shipped: point at an empty resources dir instead
+        pytest.skip("a default teacher is installed")
+    with pytest.raises(GraderError, match="needs a fusion teacher"):
+        g.grade(_disc(), sublabels={"sectors_involved": 1})
+
+
+def test_teacher_with_another_schema_is_refused(tiny_bundles, tmp_path):
+    import json
+    import shutil
+
+    other = tmp_path / "teacher"
+    shutil.copytree(tiny_bundles[1], other)
+    card = json.loads((other / "card.json").read_text())
+    card["schema"]["sublabels"][0]["name"] = "haze"
+    (other / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="schema"):
+        Grader(tiny_bundles[0], other, device="cpu")
+    with pytest.raises(BundleError, match="student"):
+        Grader(tiny_bundles[1], device="cpu")
+
+
+def test_batch_with_a_bad_file_in_the_middle(grader, tmp_path):
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"img{i}.png"
+        cv2.imwrite(str(p), _disc(seed=i))
+        paths.append(p)
+    (tmp_path / "img2.png").write_bytes(b"\x89PNG broken")
+    out = list(grader.grade_files(paths, batch_size=2, cam=False))
+    assert [o[0] for o in out] == [str(p) for p in paths]
+    assert out[2][1] is None and out[2][2]
+    assert all(o[1] is not None and o[2] is None for i, o in enumerate(out) if i != 2)
+    single = grader.grade(paths[4], cam=False)
+    np.testing.assert_allclose(out[4][1].probabilities, single.probabilities, atol=1e-5)
+
+
+def test_predict_cli_writes_csv_rows_and_cams(tiny_bundles, tmp_path, capsys):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"e{i}.png"), _disc(seed=i))
+    (tmp_path / "e1.png").write_text("garbage")
+    out_csv, cams = tmp_path / "out.csv", tmp_path / "cams"
+    code = main(["predict", "--dir", str(tmp_path), "--model", str(tiny_bundles[0]), "--teacher",
+                 str(tiny_bundles[1]), "--csv", str(out_csv), "--cam-dir", str(cams), "--device", "cpu"])
+    assert code == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 3
+    header = list(rows[0])
+    assert header[:11] == ["file", "grade", "confidence", *[f"p{k}" for k in range(8)]]
+    assert header[-2:] == ["model_id", "error"] and "pred_central_involvement" in header
+    bad = next(r for r in rows if r["file"].endswith("e1.png"))
+    assert bad["error"] and bad["grade"] == ""
+    assert sorted(p.name for p in cams.iterdir()) == ["e0_cam.png", "e2_cam.png"]
+
+
+def test_predict_cli_refuses_bad_sublabels(tiny_bundles, tmp_path, capsys):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), _disc())
+    code = main(["predict", str(img), "--model", str(tiny_bundles[0]), "--teacher", str(tiny_bundles[1]),
+                 "--sublabels", "colour=3", "--device", "cpu"])
+    assert code == 2 and "unknown sub-label 'colour'" in capsys.readouterr().err
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_300_calls_leave_no_hooks_and_no_memory_growth(grader):
+    img = _disc()
+    model = grader._student
+    for _ in range(20):
+        grader.grade(img)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(300):
+        grader.grade(img)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    assert _hook_count(model) == 0
+    assert all(p.grad is None and not p.requires_grad for p in model.parameters())
+    assert grown_mb < 30, f"peak RSS grew by {grown_mb:.1f} MB over 300 calls"
