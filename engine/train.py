@@ -120,7 +120,7 @@ def _build_model(cfg: TrainConfig, schema):
     common = dict(backbone=cfg.arch, image_size=cfg.image_size, sublabel_ranges=ranges, pretrained_path=cfg.pretrained)
     if cfg.job == "teacher":
         if cfg.fusion == "mlp":
-            return create_model("teacher_mlp", sublabel_ranges=ranges)
+            return create_model("teacher_mlp", sublabel_ranges=ranges, image_size=cfg.image_size)
         extra = dict(dim=cfg.teacher_dim, depth=cfg.teacher_depth, sub_dropout=cfg.sub_dropout)
         if cfg.fusion == "concat":
             extra["token_layout"] = cfg.token_layout

@@ -27,7 +27,7 @@ def test_engine_never_imports_qt_or_the_app():
 
 
 def test_nothing_unpickles():
-    pattern = re.compile(r"\b(pickle\.loads?|torch\.load)\(")
+    pattern = re.compile(r"(?<![\w.])(pickle\.loads?|torch\.load)\(")  # safetensors.torch.load is fine
     hits = [
         str(p.relative_to(ROOT))
         for d in ("engine", "cataract_app")

@@ -1,0 +1,310 @@
+"""The main window: composes the image view and the right-hand panels and wires them together.
+
+It holds no model logic. Images are read on a pool thread, graded by the one Grader in
+the worker thread, and only the newest request's answer is ever shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
+
+from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
+from cataract_app.chrome import ImageBar, StatusLine, build_menus
+from cataract_app.compare_panel import ComparePanel
+from cataract_app.grade_panel import GradePanel
+from cataract_app.image_view import ImageView
+from cataract_app.navigation import RecentFiles, step_image, supported_extensions
+from cataract_app.overlay_bar import OverlayBar
+from cataract_app.reader import ImageReader
+from cataract_app.resources import app_icon_path
+from cataract_app.sublabel_form import SubLabelForm
+from cataract_app.worker import (
+    STUDENT,
+    TEACHER,
+    GradeRequest,
+    GradingService,
+    LoadOptions,
+    ModelSummary,
+    build_grader,
+)
+from engine.results import GradeResult
+
+NO_TEACHER = "Sub-labels need a fusion teacher model and none is loaded; start the app with --teacher BUNDLE to use them."
+
+
+class MainWindow(QMainWindow):
+    """Image on the left, grade / comparison / sub-labels on the right, a splitter between."""
+
+    grade_shown = Signal(object)  # GradeResult now on screen
+    error_shown = Signal(str)  # a message the user was shown
+    model_loaded = Signal(object)  # ModelSummary
+
+    def __init__(self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else QSettings(ORGANISATION, APPLICATION)
+        self.recent = RecentFiles(self.settings)
+        self.summary: ModelSummary | None = None
+        self.model_error: str | None = None
+        self.path: str | None = None
+        self.rgb: np.ndarray | None = None
+        self.student: GradeResult | None = None
+        self.teacher: GradeResult | None = None
+        self._cam_result: GradeResult | None = None
+        self._build_widgets()
+        self.actions_by_name: dict[str, QAction] = build_menus(self)
+        self._connect_panels()
+        self._restore_settings()
+        self.reader = ImageReader(self)
+        self.reader.loaded.connect(self._on_image_read)
+        self.reader.failed.connect(self._on_image_failed)
+        self.service = GradingService(factory or build_grader, parent=self)
+        self.service.model_ready.connect(self._on_model_ready)
+        self.service.model_failed.connect(self._on_model_failed)
+        self.service.graded.connect(self._on_graded)
+        self.service.failed.connect(self._on_grade_failed)
+        self.grade_panel.show_state("Loading model\u2026", busy=True)
+        self.status.show_model("Loading model\u2026", "")
+        self.service.load(options or LoadOptions())
+
+    # ---- layout ----------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.setWindowTitle(DISPLAY_NAME)
+        icon = app_icon_path()
+        if icon:
+            self.setWindowIcon(QIcon(str(icon)))
+        self.setAcceptDrops(True)
+        self.image_bar = ImageBar()
+        self.view = ImageView()
+        self.overlay_bar = OverlayBar()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(0)
+        for w in (self.image_bar, self.view, self.overlay_bar):
+            left_layout.addWidget(w)
+        left_layout.setStretch(1, 1)
+
+        self.grade_panel = GradePanel()
+        self.compare = ComparePanel()
+        self.form = SubLabelForm()
+        right_inner = QWidget()
+        right_layout = QVBoxLayout(right_inner)
+        right_layout.setContentsMargins(10, 4, 10, 10)
+        for w in (self.grade_panel, self.compare, self.form):
+            right_layout.addWidget(w)
+        right_layout.addStretch(1)
+        right = QScrollArea()
+        right.setWidget(right_inner)
+        right.setWidgetResizable(True)
+        right.setFrameShape(QScrollArea.Shape.NoFrame)
+        right.setMinimumWidth(380)
+        right.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+        self.status = StatusLine(self.statusBar())
+        self.setMinimumSize(900, 600)
+
+    def _connect_panels(self) -> None:
+        self.overlay_bar.visibility_changed.connect(self.view.set_overlay_visible)
+        # overlay_cam blends by alpha * w(cam); drawing the alpha=1 blend at opacity a over the photo
+        # gives exactly the alpha=a blend, so the slider only changes the layer's opacity.
+        self.overlay_bar.opacity_changed.connect(self.view.set_overlay_opacity)
+        self.overlay_bar.colormap_changed.connect(self._refresh_overlay)
+        self.overlay_bar.fit_requested.connect(self.view.fit_to_window)
+        self.overlay_bar.zoom_in_requested.connect(self.view.zoom_in)
+        self.overlay_bar.zoom_out_requested.connect(self.view.zoom_out)
+        self.view.zoom_changed.connect(self.overlay_bar.show_zoom)
+        self.view.set_overlay_opacity(self.overlay_bar.opacity.value() / 100.0)
+        self.form.grade_requested.connect(self.grade_with_sublabels)
+        self.form.edited.connect(self.compare.mark_teacher_stale)
+        self.image_bar.step_requested.connect(self.step)
+
+    # ---- opening images ----------------------------------------------------------
+    def open_dialog(self) -> None:
+        exts = " ".join(f"*{e}" for e in supported_extensions())
+        start = str(Path(self.path).parent) if self.path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", start, f"Images ({exts});;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> None:
+        """Read `path` in the background; anything still pending for older images is dropped.
+
+        The old answer leaves the screen at once; the old picture stays until the new one is read.
+        """
+        self.service.supersede_all()
+        self.path = str(path)
+        self.student = self.teacher = self._cam_result = None
+        self.view.set_overlay(None)
+        self.compare.clear()
+        self.grade_panel.show_state(f"Opening {Path(path).name}\u2026", busy=True)
+        self.status.message(f"Opening {Path(path).name}\u2026")
+        self.reader.read(path)
+
+    def step(self, offset: int) -> None:
+        """Open the next (+1) or previous (-1) image of the current folder."""
+        if not self.path:
+            return
+        target = step_image(self.path, offset)
+        if target is None:
+            self.status.message("This is the last image in the folder." if offset > 0 else "This is the first image in the folder.")
+        else:
+            self.open_path(target)
+
+    def open_recent(self, path: str) -> None:
+        if Path(path).is_file():
+            self.open_path(path)
+        else:
+            self.recent.remove(path)
+            self._show_error(f"{path} no longer exists; it was removed from the recent files.")
+
+    def _on_image_read(self, _token: int, path: str, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+        self.view.set_image(rgb)
+        self.image_bar.show_path(path)
+        self.form.reset()
+        self.form.set_has_image(True)
+        self.recent.add(path)
+        self.setWindowTitle(f"{Path(path).name} \u2013 {DISPLAY_NAME}")
+        self._grade_student()
+
+    def _on_image_failed(self, _token: int, path: str, message: str) -> None:
+        self.rgb = None
+        self.view.clear()
+        self.image_bar.show_path(path)
+        self.form.reset()
+        self.form.set_has_image(False)
+        self.setWindowTitle(DISPLAY_NAME)
+        self._show_error(message)
+
+    # ---- grading -------------------------------------------------------------------
+    def _grade_student(self) -> None:
+        if self.rgb is None:
+            return
+        if self.model_error:
+            self._show_error(self.model_error)
+            return
+        waiting = "Loading model\u2026 the image is graded as soon as it is ready." if self.summary is None else "Grading\u2026"
+        self.grade_panel.show_state(waiting, busy=True)
+        self.service.submit(STUDENT, self.rgb, self.path)
+
+    def grade_with_sublabels(self, values: dict | None = None) -> None:
+        """Ask the fusion teacher, with the form's confirmed values (or `values`)."""
+        if self.rgb is None or self.summary is None:
+            return
+        values = self.form.confirmed_values() if values is None else values
+        self.grade_panel.show_state("Grading with sub-labels\u2026", busy=True, keep_result=True)
+        self.service.submit(TEACHER, self.rgb, self.path, values)
+
+    def _on_model_ready(self, summary: ModelSummary) -> None:
+        self.summary = summary
+        self.model_error = None
+        self.grade_panel.set_grade_names(summary.schema.grade_names)
+        self.grade_panel.banner.show_notice(getattr(summary.student_card, "notice", None))
+        self.form.set_schema(summary.schema)
+        self.form.set_teacher_available(summary.has_teacher, "" if summary.has_teacher else NO_TEACHER)
+        if not summary.has_teacher:
+            self.compare.set_teacher_hint("No fusion teacher is loaded.")
+        self.overlay_bar.set_colormaps(summary.colormaps, str(self.settings.value("colormap", "jet")))
+        card, teacher = summary.student_card, summary.teacher_card
+        teacher_text = f"{teacher.name} ({teacher.model_id})" if teacher else ""
+        self.status.show_model(f"{card.name} ({card.model_id})", summary.device, teacher_text)
+        self.status.message(f"Model ready in {summary.load_ms / 1000:.1f} s.", 4000)
+        if self.rgb is not None:
+            self._grade_student()
+        elif self.path is None:
+            self.grade_panel.show_state("Open a retro-illumination photograph (Ctrl+O) or drop one here.")
+        self.model_loaded.emit(summary)
+
+    def _on_model_failed(self, message: str) -> None:
+        self.model_error = f"The model could not be loaded: {message}"
+        self.status.show_model("no model", "")
+        self.form.set_teacher_available(False, "No model is loaded.")
+        self._show_error(self.model_error)
+
+    def _on_graded(self, request: GradeRequest, result: GradeResult) -> None:
+        if request.kind == STUDENT:
+            self.student = result
+            self.compare.set_student(result)
+            self.form.suggest(result.sublabels_predicted)
+        else:
+            self.teacher = result
+            self.compare.set_teacher(result)
+        self.grade_panel.show_result(result)
+        if result.cam is not None:
+            self._cam_result = result
+            self._refresh_overlay()
+        seconds = result.timings_ms.get("total_ms", 0.0) / 1000
+        self.status.message(f"Graded {Path(self.path or '').name} in {seconds:.2f} s by the {request.kind}.", 6000)
+        self.grade_shown.emit(result)
+
+    def _on_grade_failed(self, request: GradeRequest, message: str) -> None:
+        self._show_error(message, keep_result=request.kind == TEACHER)
+
+    def _refresh_overlay(self, *_args) -> None:
+        cmap = self.overlay_bar.current_colormap()
+        if self.rgb is None or self._cam_result is None or self._cam_result.cam is None or not cmap:
+            self.view.set_overlay(None)
+            return
+        from engine.overlay import overlay_cam
+
+        self.view.set_overlay(overlay_cam(self.rgb, self._cam_result.cam, colormap=cmap, alpha=1.0))
+
+    def _show_error(self, message: str, keep_result: bool = False) -> None:
+        self.grade_panel.show_state(message, error=True, keep_result=keep_result)
+        self.status.error(message)
+        self.error_shown.emit(message)
+
+    # ---- window plumbing ---------------------------------------------------------------
+    def about(self) -> None:
+        from cataract_app.about import AboutDialog
+        from engine import __version__
+
+        cards = [c for c in (self.summary.student_card, self.summary.teacher_card) if c] if self.summary else []
+        AboutDialog(__version__, cards, self.summary.device if self.summary else None, self).exec()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            self.open_path(files[0])
+            event.acceptProposedAction()
+
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        splitter = self.settings.value("splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([780, 500])
+        self.overlay_bar.set_opacity(int(self.settings.value("overlay_opacity", 45)))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("splitter", self.splitter.saveState())
+        self.settings.setValue("overlay_opacity", self.overlay_bar.opacity.value())
+        if self.overlay_bar.current_colormap():
+            self.settings.setValue("colormap", self.overlay_bar.current_colormap())
+        self.hide()  # gone at once, even while the worker finishes loading or grading
+        self.reader.shutdown()
+        self.service.shutdown()
+        super().closeEvent(event)
+

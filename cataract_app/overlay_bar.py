@@ -1,0 +1,102 @@
+"""The strip under the image: heat-map toggle, opacity, colour map and zoom buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSlider
+
+COLOUR_BLIND_SAFE = ("cividis", "viridis")
+
+
+class OverlayBar(QFrame):
+    """Controls for the Grad-CAM layer; it emits what the user asks and holds no image."""
+
+    visibility_changed = Signal(bool)
+    opacity_changed = Signal(float)
+    colormap_changed = Signal(str)
+    fit_requested = Signal()
+    zoom_in_requested = Signal()
+    zoom_out_requested = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("toolRow")
+        self.toggle = QCheckBox("Heat map")
+        self.toggle.setChecked(True)
+        self.toggle.setToolTip("Show where the model looked (Grad-CAM). Shortcut: H")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.opacity.setFixedWidth(120)
+        self.opacity.setToolTip("Heat-map opacity")
+        self.opacity_label = QLabel("45 %")
+        self.opacity_label.setObjectName("muted")
+        self.opacity_label.setMinimumWidth(36)
+        self.colormap = QComboBox()
+        self.colormap.setToolTip("Colour map of the heat map (cividis and viridis are colour-blind safe)")
+        self.colormap.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.colormap.setEnabled(False)  # until the engine says which maps it has
+        self.zoom_label = QLabel("")
+        self.zoom_label.setObjectName("muted")
+        self.zoom_label.setMinimumWidth(48)
+        fit = QPushButton("Fit")
+        fit.setToolTip("Fit the image to the window (Ctrl+0)")
+        zoom_out, zoom_in = QPushButton("\u2212"), QPushButton("+")
+        zoom_out.setToolTip("Zoom out (Ctrl+-)")
+        zoom_in.setToolTip("Zoom in (Ctrl+=)")
+        for b in (zoom_out, zoom_in):
+            b.setFixedWidth(32)
+
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 8, 4)
+        row.setSpacing(8)
+        for w in (self.toggle, QLabel("Opacity"), self.opacity, self.opacity_label, QLabel("Colours"), self.colormap):
+            row.addWidget(w)
+        row.addStretch(1)
+        for w in (self.zoom_label, zoom_out, zoom_in, fit):
+            row.addWidget(w)
+
+        self.toggle.toggled.connect(self._on_toggled)
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self.colormap.currentTextChanged.connect(self._on_colormap)
+        fit.clicked.connect(self.fit_requested)
+        zoom_in.clicked.connect(self.zoom_in_requested)
+        zoom_out.clicked.connect(self.zoom_out_requested)
+
+    def set_colormaps(self, names: Sequence[str], current: str | None = None) -> None:
+        """Offer `names`, marking the colour-blind-safe ones, and select `current` if offered."""
+        self.colormap.blockSignals(True)
+        self.colormap.clear()
+        for name in names:
+            label = f"{name} (colour-blind safe)" if name in COLOUR_BLIND_SAFE else name
+            self.colormap.addItem(label, name)
+        index = self.colormap.findData(current) if current else -1
+        self.colormap.setCurrentIndex(max(index, 0))
+        self.colormap.setEnabled(bool(names) and self.toggle.isChecked())
+        self.colormap.blockSignals(False)
+        self._on_colormap()
+
+    def current_colormap(self) -> str | None:
+        return self.colormap.currentData()
+
+    def set_opacity(self, percent: int) -> None:
+        self.opacity.setValue(percent)
+
+    def show_zoom(self, scale: float) -> None:
+        self.zoom_label.setText(f"{scale * 100:.0f} %")
+
+    def _on_toggled(self, checked: bool) -> None:
+        self.opacity.setEnabled(checked)
+        self.colormap.setEnabled(checked and self.colormap.count() > 0)
+        self.visibility_changed.emit(checked)
+
+    def _on_opacity(self, value: int) -> None:
+        self.opacity_label.setText(f"{value} %")
+        self.opacity_changed.emit(value / 100.0)
+
+    def _on_colormap(self, *_args) -> None:
+        name = self.current_colormap()
+        if name:
+            self.colormap_changed.emit(name)
