@@ -36,16 +36,19 @@ from engine.models import create_model  # noqa: E402
 from engine.schema import DEFAULT_SCHEMA  # noqa: E402
 
 
-def timeit(fn, repeats: int, warmup: int = 3) -> float:
-    """Median milliseconds of `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median milliseconds per function, calling them in turn so that any load on the
+    machine falls on all of them alike (ratios stay honest on a busy machine)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def make_bundle(folder: Path, size: int, arch: str) -> Path:
@@ -92,11 +95,6 @@ def main() -> None:
             with torch.inference_mode():
                 model(x)["logits"].argmax(1)
 
-        a = timeit(raw_forward, args.repeats)
-        say(f"a  bare forward             {a:8.2f} ms")
-        b = timeit(lambda: grader.grade(rgb, cam=True), args.repeats)
-        say(f"b  Grader.grade + CAM       {b:8.2f} ms")
-
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -119,7 +117,10 @@ def main() -> None:
                 cam(input_tensor=x.clone(), targets=[ClassifierOutputTarget(grade)])
             model.requires_grad_(False)
 
-        c = timeit(naive, max(10, args.repeats // 2))
+        t = interleaved({"a": raw_forward, "b": lambda: grader.grade(rgb, cam=True), "c": naive}, args.repeats)
+        a, b, c = t["a"], t["b"], t["c"]
+        say(f"a  bare forward             {a:8.2f} ms")
+        say(f"b  Grader.grade + CAM       {b:8.2f} ms")
         say(f"c  forward + GradCAM call   {c:8.2f} ms")
 
         folder = tmp / "pngs"
@@ -144,8 +145,8 @@ def main() -> None:
 
         bare_batched()  # warm-up
         batch_grade()
-        bare_s = timeit(bare_batched, 3, warmup=0) / 1e3
-        files_s = timeit(batch_grade, 3, warmup=0) / 1e3
+        td = interleaved({"bare": bare_batched, "files": batch_grade}, 3, warmup=0)
+        bare_s, files_s = td["bare"] / 1e3, td["files"] / 1e3
         say(f"d  {args.batch_files} files: {args.batch_files / files_s:.1f} img/s from disk vs "
             f"{args.batch_files / bare_s:.1f} img/s bare batched forward")
 

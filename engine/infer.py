@@ -140,13 +140,23 @@ class Grader:
         mask = torch.tensor([[v is not None for v in values.values()]], dtype=torch.bool)
         return self._teacher, self.teacher_card, (sub.to(self.device), mask.to(self.device)), values
 
+    def _card_for(self, sublabels) -> ModelCard:
+        return self.student_card if sublabels is None or self.teacher_card is None else self.teacher_card
+
     def _grade_arrays(self, rgbs, sublabels, cam, target, cam_method) -> list[GradeResult]:
+        t0 = time.perf_counter()
+        card = self._card_for(sublabels)
+        x = torch.stack([preprocess_eval(rgb, card.image_size, card.mean, card.std) for rgb in rgbs])
+        shapes = [rgb.shape[:2] for rgb in rgbs]
+        return self._grade_tensors(x, shapes, sublabels, cam, target, cam_method, (time.perf_counter() - t0) * 1e3)
+
+    def _grade_tensors(self, x, shapes, sublabels, cam, target, cam_method, prep_ms) -> list[GradeResult]:
+        """Grade a preprocessed batch; `shapes` are the source images' (height, width) for the CAMs."""
         model, card, sub, used = self._route(sublabels)
         cam_math = _cam_math(cam_method) if cam else None
-        t0 = time.perf_counter()
-        x = torch.stack([preprocess_eval(rgb, card.image_size, card.mean, card.std) for rgb in rgbs])
+        n = len(shapes)
         x = x.to(self.device, memory_format=torch.channels_last)
-        head_args = () if sub is None else (sub[0].expand(len(rgbs), -1), sub[1].expand(len(rgbs), -1))
+        head_args = () if sub is None else (sub[0].expand(n, -1), sub[1].expand(n, -1))
         t1 = time.perf_counter()
         with self._lock:
             with torch.inference_mode(), autocast_for(self.device):
@@ -158,7 +168,7 @@ class Grader:
                 with torch.enable_grad():
                     out = model.forward_head(feats, *head_args)
                     logits = out["logits"].float()
-                    targets = logits.argmax(1) if target is None else torch.full((len(rgbs),), int(target))
+                    targets = logits.argmax(1) if target is None else torch.full((n,), int(target))
                     picked = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
                     (grads,) = torch.autograd.grad(picked, feats)
                 acts_map = model.cam_activations(feats.detach()).float().cpu().numpy()
@@ -172,20 +182,20 @@ class Grader:
         probs = torch.softmax(logits / card.calibration_temperature, dim=1).cpu().numpy()
         sub_pred = self._sub_predictions(out)
         results = []
-        for i, rgb in enumerate(rgbs):
+        for i, (height, width) in enumerate(shapes):
             heat, tgt = None, None
             if cam:
                 tgt = int(targets[i])
                 raw = cam_math.get_cam_image(x[i : i + 1], None, None, acts_map[i : i + 1], grads_map[i : i + 1], False)
-                heat = self._to_image_cam(raw[0], rgb.shape[0], rgb.shape[1])
+                heat = self._to_image_cam(raw[0], height, width)
             p = probs[i]
             grade = int(p.argmax())
             results.append(GradeResult(
                 grade=grade, probabilities=tuple(float(v) for v in p), confidence=float(p[grade]),
                 expected_grade=float((p * np.arange(len(p))).sum()), sublabels_predicted=sub_pred[i] if sub_pred else {},
                 sublabels_used=used, cam=heat, cam_target=tgt, model=_info(card), device=str(self.device),
-                timings_ms={"preprocess_ms": (t1 - t0) * 1e3, "backbone_ms": (t2 - t1) * 1e3,
-                            "head_cam_ms": (t3 - t2) * 1e3 + (time.perf_counter() - t3) * 1e3 / len(rgbs)},
+                timings_ms={"preprocess_ms": prep_ms, "backbone_ms": (t2 - t1) * 1e3,
+                            "head_cam_ms": (t3 - t2) * 1e3 + (time.perf_counter() - t3) * 1e3 / n},
             ))
         return results
 
@@ -223,33 +233,39 @@ class Grader:
         An unreadable file yields an error string and never stops the batch.
         """
         paths = [str(p) for p in paths]
+        card = self._card_for(sublabels)
 
         def load(p: str):
+            # Decode and preprocess off the compute thread.
             try:
-                return read_image(p), None
+                rgb = read_image(p)
+                return preprocess_eval(rgb, card.image_size, card.mean, card.std), rgb.shape[:2], None
             except (ValueError, OSError) as e:
-                return None, str(e)
+                return None, None, str(e)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             window = max(batch_size * 2, 4)
             futures = [pool.submit(load, p) for p in paths[:window]]
             nxt, pending = len(futures), []
             for i, p in enumerate(paths):
-                rgb, err = futures[i].result()
+                item = futures[i].result()
                 futures[i] = None  # free the decoded image once consumed
                 if nxt < len(paths):
                     futures.append(pool.submit(load, paths[nxt]))
                     nxt += 1
-                pending.append((p, rgb, err))
-                if len([q for q in pending if q[1] is not None]) >= batch_size or i == len(paths) - 1:
+                pending.append((p, *item))
+                if sum(q[1] is not None for q in pending) >= batch_size or i == len(paths) - 1:
                     yield from self._flush(pending, sublabels, cam)
                     pending = []
 
     def _flush(self, pending, sublabels, cam):
         good = [q for q in pending if q[1] is not None]
-        results = iter(self._grade_arrays([q[1] for q in good], sublabels, cam, None, "gradcam") if good else [])
-        for p, rgb, err in pending:
-            if rgb is None:
+        results = iter([])
+        if good:
+            x = torch.stack([q[1] for q in good])
+            results = iter(self._grade_tensors(x, [q[2] for q in good], sublabels, cam, None, "gradcam", 0.0))
+        for p, tensor, _shape, err in pending:
+            if tensor is None:
                 yield p, None, err
             else:
                 yield p, _replace(next(results), source=p), None
