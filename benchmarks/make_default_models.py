@@ -1,0 +1,104 @@
+"""Build the shipped demo models in resources/models/{teacher,student}.
+
+From scratch (the same synthetic data, split and seed as docs/results.md, seed 0):
+
+    .venv/bin/python benchmarks/make_default_models.py
+
+or from runs that benchmarks/reproduce_seed.py already trained:
+
+    .venv/bin/python benchmarks/make_default_models.py --from-runs runs/seed
+
+The bundles are stored in fp16 (outputs checked against fp32 before installing),
+and their cards say plainly that they are demo models, not for clinical use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import engine.compat  # noqa: E402,F401
+from engine.bundle import DEMO_NOTICE, load_bundle, save_bundle  # noqa: E402
+from engine.resources import default_model_dir  # noqa: E402
+
+NAMES = {"teacher": "demo-fusion-teacher", "student": "demo-distilled-student"}
+
+
+def train(data: Path, runs: Path, image_size: int, epochs: int) -> dict[str, Path]:
+    from engine.data.synth import write_dataset
+    from engine.train import TrainConfig, run_training
+
+    if not (data / "labels.csv").exists():
+        write_dataset(data, n=2000, seed=2024, image_size=256, label_noise=0.1, workers=2)
+    common = dict(dataset=str(data), image_size=image_size, epochs=epochs, patience=5, seed=0, split_seed=0)
+    teacher = runs / "teacher-s0"
+    if not (teacher / "bundle" / "card.json").exists():
+        run_training(TrainConfig(job="teacher", out=str(teacher), **common))
+    student = runs / "kd-s0"
+    if not (student / "bundle" / "card.json").exists():
+        run_training(TrainConfig(job="kd", out=str(student), teacher=str(teacher / "bundle"), **common))
+    return {"teacher": teacher / "bundle", "student": student / "bundle"}
+
+
+def check_fp16(fp32: Path, fp16: Path, role: str) -> float:
+    """Largest probability difference between the fp32 and fp16 bundles on a few images."""
+    from engine.data.synth import render_sample
+    from engine.data.transforms import preprocess_eval
+
+    m32, card = load_bundle(fp32, expect_role=role)
+    m16, _ = load_bundle(fp16, expect_role=role)
+    rng = np.random.default_rng(0)
+    x = torch.stack([preprocess_eval(render_sample(rng, 256).image, card.image_size, card.mean, card.std)
+                     for _ in range(8)])
+    with torch.inference_mode():
+        p32 = torch.softmax(m32(x)["logits"], 1)
+        p16 = torch.softmax(m16(x)["logits"], 1)
+    return float((p32 - p16).abs().max())
+
+
+def install(bundles: dict[str, Path]) -> None:
+    for role, src in bundles.items():
+        model, card = load_bundle(src, expect_role=role)
+        card = replace(card, name=NAMES[role], notice=DEMO_NOTICE)
+        dest = default_model_dir(role)
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / role
+            save_bundle(staged, model, card, half=True)
+            diff = check_fp16(src, staged, role)
+            if diff > 0.01:
+                raise SystemExit(f"{role}: fp16 probabilities differ from fp32 by {diff:.4f}; not installed")
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(staged, dest)
+        size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
+        print(f"{role}: {dest} ({size:.1f} MB, fp16 max prob diff {diff:.5f}), test metrics {card.metrics.get('test')}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--from-runs", help="take teacher-s0/ and kd-s0/ from this folder instead of training")
+    ap.add_argument("--data", default=str(ROOT / "runs" / "seed-data"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "default-models"))
+    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--epochs", type=int, default=12)
+    args = ap.parse_args()
+    if args.from_runs:
+        runs = Path(args.from_runs)
+        bundles = {"teacher": runs / "teacher-s0" / "bundle", "student": runs / "kd-s0" / "bundle"}
+    else:
+        bundles = train(Path(args.data), Path(args.runs), args.image_size, args.epochs)
+    install(bundles)
+
+
+if __name__ == "__main__":
+    main()
