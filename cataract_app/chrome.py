@@ -99,7 +99,7 @@ def _action(window: MainWindow, text: str, slot, keys=(), tip: str = "") -> QAct
 
 
 def build_menus(window: MainWindow) -> dict[str, QAction]:
-    """File, View and Help menus; returns the actions by name for tests and callers."""
+    """File, View, Training and Help menus; returns the actions by name for tests and callers."""
     k = QKeySequence.StandardKey
     acts = {
         "open": _action(window, "&Open image\u2026", window.open_dialog, (k.Open,), "Open a photograph"),
@@ -112,6 +112,10 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
         "actual": _action(window, "&Actual size", window.view.actual_size, ("Ctrl+1",)),
         "heatmap": _action(window, "&Heat map", lambda: window.overlay_bar.toggle.toggle(), ("H",)),
         "about": _action(window, "&About Cataract Grader", window.about),
+        "retrain": _action(window, "&Retrain\u2026", window.training.open_retrain, ("Ctrl+T",),
+                           "Train a new teacher or student on a labelled folder"),
+        "models": _action(window, "&Models\u2026", window.training.open_models, (),
+                          "See every trained model and choose the active ones"),
     }
     acts["heatmap"].setCheckable(True)
     acts["heatmap"].setChecked(True)
@@ -131,6 +135,8 @@ def build_menus(window: MainWindow) -> dict[str, QAction]:
     view_menu.addActions([acts["zoom_in"], acts["zoom_out"], acts["fit"], acts["actual"]])
     view_menu.addSeparator()
     view_menu.addAction(acts["heatmap"])
+    training_menu = bar.addMenu("&Training")
+    training_menu.addActions([acts["retrain"], acts["models"]])
     bar.addMenu("&Help").addAction(acts["about"])
     acts["recent_menu"] = recent.menuAction()
     return acts

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-ENGINE_SUBCOMMANDS = ("train", "predict", "validate", "evaluate", "synth")
+ENGINE_SUBCOMMANDS = ("train", "predict", "validate", "evaluate", "synth", "models")
 
 
 def guard_stdio() -> None:
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sublabels", metavar="NAME=VALUE,...",
         help="after the first grade, enter these sub-labels and grade again with the fusion teacher",
     )
+    parser.add_argument(
+        "--self-test", action="store_true",
+        help="check this installation offscreen (grade the bundled sample, open the window, train one tiny epoch) and exit",
+    )
     parser.add_argument("--measure-startup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -61,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import torch  # noqa: F401  (before PySide6: DLL clash on Windows with torch >= 2.9)
 
+    if args.self_test:
+        from cataract_app.selftest import run_self_test
+
+        return run_self_test(args.model, args.teacher, args.device)
     from cataract_app.app import run_gui
 
     return run_gui(args)

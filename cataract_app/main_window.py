@@ -22,6 +22,7 @@ from cataract_app.navigation import RecentFiles, step_image, supported_extension
 from cataract_app.overlay_bar import OverlayBar
 from cataract_app.reader import ImageReader
 from cataract_app.resources import app_icon_path
+from cataract_app.retrain_controller import TrainingController
 from cataract_app.sublabel_form import SubLabelForm
 from cataract_app.worker import (
     STUDENT,
@@ -44,9 +45,13 @@ class MainWindow(QMainWindow):
     error_shown = Signal(str)  # a message the user was shown
     model_loaded = Signal(object)  # ModelSummary
 
-    def __init__(self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None) -> None:
+    def __init__(
+        self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None, store=None
+    ) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings(ORGANISATION, APPLICATION)
+        self.training = TrainingController(self, store)  # the model store, Training menu, promote
+        self.load_options = self.training.resolve(options or LoadOptions())
         self.recent = RecentFiles(self.settings)
         self.summary: ModelSummary | None = None
         self.model_error: str | None = None
@@ -69,7 +74,15 @@ class MainWindow(QMainWindow):
         self.service.failed.connect(self._on_grade_failed)
         self.grade_panel.show_state("Loading model\u2026", busy=True)
         self.status.show_model("Loading model\u2026", "")
-        self.service.load(options or LoadOptions())
+        self.service.load(self.load_options)
+
+    def reload_models(self, options: LoadOptions, message: str = "") -> None:
+        """Load other bundles into the one Grader (after a promote); an open image is graded again."""
+        self.load_options = options
+        self.status.show_model("Loading model\u2026", "")
+        if message:
+            self.status.message(message, 8000)
+        self.service.load(options)
 
     # ---- layout ----------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -221,6 +234,9 @@ class MainWindow(QMainWindow):
         teacher_text = f"{teacher.name} ({teacher.model_id})" if teacher else ""
         self.status.show_model(f"{card.name} ({card.model_id})", summary.device, teacher_text)
         self.status.message(f"Model ready in {summary.load_ms / 1000:.1f} s.", 4000)
+        for problem in self.training.startup_problems:
+            self.status.message(f"Note: {problem}", 15000)
+        self.training.startup_problems = []
         if self.rgb is not None:
             self._grade_student()
         elif self.path is None:
@@ -298,6 +314,9 @@ class MainWindow(QMainWindow):
         self.overlay_bar.set_opacity(int(self.settings.value("overlay_opacity", 45)))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if not self.training.confirm_close():  # a training job runs and the user keeps it
+            event.ignore()
+            return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("overlay_opacity", self.overlay_bar.opacity.value())

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engine.commands.train", "train a teacher, a student, or a distilled student (kd)"),
     "evaluate": ("engine.commands.evaluate", "score a model bundle on a dataset split"),
     "predict": ("engine.commands.predict", "grade images (student, or fusion teacher with --sublabels)"),
+    "models": ("engine.commands.models", "list trained models, show the active ones, promote or switch back"),
 }
 
 

@@ -96,3 +96,45 @@ def evaluate_bundle(bundle: Path, dataset: Path, split: str = "val", device: str
     loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size)
     preds = predict_loader(model, card.role, loader, dev)
     return {"bundle": str(bundle), "split": split, **preds.metrics(card.calibration_temperature)}
+
+
+def evaluate_on_split(
+    bundle: str | Path, dataset: str | Path, split_from, split: str = "val", device: str = "auto", batch_size: int = 32
+) -> dict:
+    """Score `bundle` on the split that `split_from` (a ModelCard, or {seed, val_frac, test_frac}) was trained with.
+
+    Scoring two bundles with the same `split_from` (the candidate's card) compares them on the
+    very same images, whatever splits they were trained with themselves.
+    """
+    from engine.bundle import ModelCard, load_bundle
+    from engine.data.dataset import split_records
+    from engine.data.manifest import load_dataset
+    from engine.device import pick_device
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if isinstance(split_from, ModelCard):
+        split_cfg = {"seed": split_from.seed or 0, **split_from.extra.get("split", {})}
+    elif isinstance(split_from, dict):
+        split_cfg = dict(split_from)
+    else:
+        raise TypeError("split_from must be a ModelCard or a dict with seed, val_frac and test_frac")
+    split_cfg = {
+        "seed": int(split_cfg.get("seed", 0)),
+        "val_frac": float(split_cfg.get("val_frac", 0.15)),
+        "test_frac": float(split_cfg.get("test_frac", 0.15)),
+    }
+    dev = pick_device(device)
+    model, card = load_bundle(bundle, device=str(dev))
+    manifest = load_dataset(dataset, schema=card.schema_obj())
+    parts = split_records(manifest.records, **split_cfg)
+    records = manifest.records if split == "all" else parts[split]
+    if not records:
+        raise ValueError(f"the {split} split of {dataset} is empty")
+    model.to(dev, memory_format=torch.channels_last)
+    loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size)
+    preds = predict_loader(model, card.role, loader, dev)
+    return {
+        "bundle": str(bundle), "split": split, "split_config": split_cfg, "name": card.name,
+        "model_id": card.model_id, "role": card.role, **preds.metrics(card.calibration_temperature),
+    }

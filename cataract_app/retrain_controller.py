@@ -1,0 +1,170 @@
+"""The window's side of retraining: the model store, the Training menu's dialogs, promote and reload.
+
+The window loads the store's active models at start (unless --model/--teacher name others),
+reloads its one Grader after every promote or switch back, and asks before quitting while
+a training job runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QStandardPaths
+from PySide6.QtWidgets import QMessageBox
+
+from cataract_app.retrain_job import GRACE_MS
+from cataract_app.worker import LoadOptions
+from engine.model_store import ROLES, STORE_ENV, ModelStore, default_store_root
+
+STOP_WAIT_MS = 2000
+
+
+def open_app_store() -> ModelStore:
+    """CATARACT_GRADER_HOME, else the app's data folder (QStandardPaths.AppDataLocation)."""
+    if os.environ.get(STORE_ENV, "").strip():
+        return ModelStore(default_store_root())
+    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return ModelStore(location or default_store_root())
+
+
+def question(parent, title: str, text: str) -> bool:
+    """A Yes/No question; No is the default, so a stray Enter changes nothing."""
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(parent, title, text, buttons, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class TrainingController(QObject):
+    """Owns the store and the retrain and models dialogs of one window."""
+
+    def __init__(self, window, store: ModelStore | None = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self._store = store
+        self.retrain_dialog = None
+        self.models_dialog = None
+        self.startup_problems: list[str] = []
+        self.ask = lambda title, text: question(self.window, title, text)
+
+    @property
+    def store(self) -> ModelStore:
+        if self._store is None:
+            self._store = open_app_store()
+        return self._store
+
+    # ---- which models ---------------------------------------------------------------------------
+    def resolve(self, options: LoadOptions) -> LoadOptions:
+        """Fill the roles not named on the command line with the store's active bundles."""
+        missing = [r for r in ROLES if getattr(options, r) is None]
+        if not missing:
+            return options
+        self.startup_problems = self.store.problems()
+        return replace(options, **{r: self._active_option(r) for r in missing})
+
+    def _active_option(self, role: str) -> str | None:
+        path = self.store.active(role)
+        return str(path) if (path / "card.json").is_file() else None  # None: no such model installed
+
+    def current_bundle(self, role: str) -> Path | None:
+        """The bundle the window grades with for `role` (None when no such model is installed)."""
+        chosen = getattr(self.window.load_options, role)
+        path = Path(chosen) if chosen else self.store.defaults[role]
+        return path if (path / "card.json").is_file() else None
+
+    def teacher_choices(self) -> list[tuple[str, Path]]:
+        """Teachers a student can be distilled from: the active one first, then the store's others."""
+        from engine.bundle import read_card
+
+        out: list[tuple[str, Path]] = []
+        active = self.current_bundle("teacher")
+        if active is not None:
+            try:
+                card = read_card(active)
+                out.append((f"Active: {card.name} ({card.model_id[:8]})", active))
+            except ValueError:
+                pass
+        seen = {active.resolve()} if active is not None else set()
+        for path, card in self.store.list_bundles():
+            if card.role == "teacher" and path.resolve() not in seen:
+                seen.add(path.resolve())
+                out.append((f"{card.name} ({card.model_id[:8]}), {card.created[:16].replace('T', ' ')}", path))
+        return out
+
+    # ---- changing the active model ----------------------------------------------------------------
+    def promote(self, bundle: Path, partner: Path | None = None):
+        """Make `bundle` (and `partner`) active in the store and reload the Grader; returns the card."""
+        card = self.store.promote(bundle, partner=partner)
+        roles = [card.role] + (["teacher" if card.role == "student" else "student"] if partner else [])
+        self._reload(roles, f"Promoted {card.name} ({card.model_id}); it is now the active {card.role}.")
+        return card
+
+    def revert(self, role: str) -> Path:
+        """Switch `role` back to the model active before its last change, and reload."""
+        from engine.bundle import read_card
+
+        path = self.store.revert(role)
+        try:
+            name = read_card(path).name
+        except ValueError:
+            name = "the shipped default"
+        self._reload([role], f"Switched the {role} back to {name}.")
+        return path
+
+    def _reload(self, roles: list[str], message: str) -> None:
+        changes = {role: self._active_option(role) for role in roles}
+        self.window.reload_models(replace(self.window.load_options, **changes), message)
+        if self.models_dialog is not None:
+            self.models_dialog.refresh()
+        if self.retrain_dialog is not None:
+            self.retrain_dialog.refresh_teachers()
+
+    # ---- dialogs and closing ----------------------------------------------------------------------
+    def open_retrain(self):
+        if self.retrain_dialog is None:
+            from cataract_app.retrain_panel import RetrainDialog
+
+            self.retrain_dialog = RetrainDialog(self, self.window)
+        self.retrain_dialog.refresh_teachers()
+        self.retrain_dialog.show()
+        self.retrain_dialog.raise_()
+        self.retrain_dialog.activateWindow()
+        return self.retrain_dialog
+
+    def open_models(self):
+        if self.models_dialog is None:
+            from cataract_app.models_dialog import ModelsDialog
+
+            self.models_dialog = ModelsDialog(self, self.window)
+        self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    @property
+    def busy(self) -> bool:
+        return self.retrain_dialog is not None and self.retrain_dialog.running
+
+    def confirm_close(self) -> bool:
+        """True when the app may close: no job runs, or the user agreed to stop it (it is then stopped)."""
+        if not self.busy:
+            return True
+        if not self.ask("Stop training?", "A training job is still running. Stop it and quit? "
+                        "The unfinished run is not used; the active models stay as they are."):
+            return False
+        run = self.retrain_dialog.run
+        run.stop()
+        job = run.process
+        # No event loop turns while closing, so the grace timer cannot fire: wait, then kill here.
+        if job is not None and job.proc is not None and not job.proc.waitForFinished(GRACE_MS):
+            job.kill_now()
+            job.proc.waitForFinished(STOP_WAIT_MS - GRACE_MS)
+        return True
+
+    def last_dataset_folder(self) -> str | None:
+        value = self.window.settings.value("retrain/dataset")
+        return str(value) if value else None
+
+    def remember_dataset_folder(self, path: str) -> None:
+        self.window.settings.setValue("retrain/dataset", path)

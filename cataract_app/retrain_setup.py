@@ -1,0 +1,247 @@
+"""The left side of the retrain panel: the dataset and its check, what to train, and the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cataract_app.retrain_text import KD, SEQUENCE, TEACHER, TrainSettings
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenetv3_large_100", "convnext_nano")
+DEVICES = ("auto", "cpu", "cuda")
+MAX_PROBLEMS_SHOWN = 200
+
+
+class DatasetBox(QGroupBox):
+    """Folder picker, the check's verdict, and its report (problems, then counts)."""
+
+    choose_requested = Signal()
+    recheck_requested = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("1. Labelled images", parent)
+        self.path = QLineEdit()
+        self.path.setReadOnly(True)
+        self.path.setPlaceholderText("A folder with labels.csv and the photographs")
+        self.choose = QPushButton("Choose folder\u2026")
+        self.recheck = QPushButton("Check again")
+        self.recheck.setEnabled(False)
+        self.verdict = QLabel("Choose a dataset folder to check it.")
+        self.verdict.setWordWrap(True)
+        self.verdict.setObjectName("info")
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.report.setMaximumHeight(150)
+        self.report.hide()
+        row = QHBoxLayout()
+        row.addWidget(self.choose)
+        row.addWidget(self.recheck)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.path)
+        layout.addLayout(row)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.report)
+        self.choose.clicked.connect(self.choose_requested)
+        self.recheck.clicked.connect(self.recheck_requested)
+
+    def show_checking(self, path: str) -> None:
+        self.path.setText(path)
+        self.recheck.setEnabled(False)
+        self._verdict(f"Checking every row and image of {Path(path).name}\u2026", "info")
+        self.report.hide()
+
+    def show_report(self, report) -> None:
+        """A ValidationReport: the problems (str(p) is 'labels.csv:LINE: message') and the summary."""
+        from engine.commands.validate import format_summary
+
+        self.recheck.setEnabled(True)
+        lines = [str(p) for p in report.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(report.problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"\u2026 and {len(report.problems) - MAX_PROBLEMS_SHOWN} more")
+        lines += [""] if lines else []
+        lines.append(format_summary(report.summary, len(report.problems)))
+        self.report.setPlainText("\n".join(lines))
+        self.report.show()
+        if report.ok:
+            self._verdict(f"Ready: {report.summary['images']} images, no problems found.", "ok")
+        else:
+            n = len(report.problems)
+            self._verdict(f"{n} problem{'s' if n != 1 else ''} found; fix {'them' if n != 1 else 'it'} in the "
+                          "folder and check again. Training cannot start on a dataset with errors.", "error")
+
+    def show_failure(self, message: str) -> None:
+        self.recheck.setEnabled(bool(self.path.text()))
+        self.report.hide()
+        self._verdict(f"The dataset could not be checked: {message}", "error")
+
+    def _verdict(self, text: str, kind: str) -> None:
+        self.verdict.setText(text)
+        self.verdict.setObjectName("error" if kind == "error" else "info")
+        self.verdict.setStyleSheet("color: #1e7b34; font-weight: 600;" if kind == "ok" else "")
+        self.verdict.style().unpolish(self.verdict)
+        self.verdict.style().polish(self.verdict)
+
+
+class JobBox(QGroupBox):
+    """Teacher, student distilled from a chosen teacher, or both in a row."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("2. What to train", parent)
+        self.teacher_radio = QRadioButton("A fusion teacher (image + sub-labels)")
+        self.kd_radio = QRadioButton("A student, distilled from this teacher:")
+        self.sequence_radio = QRadioButton("A teacher, then a student distilled from it")
+        self.teacher_combo = QComboBox()
+        self.teacher_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.teacher_combo.setMinimumContentsLength(24)
+        self.group = QButtonGroup(self)
+        for i, radio in enumerate((self.teacher_radio, self.kd_radio, self.sequence_radio)):
+            self.group.addButton(radio, i)
+        self.sequence_radio.setChecked(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.teacher_radio)
+        layout.addWidget(self.kd_radio)
+        indent = QHBoxLayout()
+        indent.setContentsMargins(24, 0, 0, 0)
+        indent.addWidget(self.teacher_combo, 1)
+        layout.addLayout(indent)
+        layout.addWidget(self.sequence_radio)
+        self.kd_radio.toggled.connect(self.teacher_combo.setEnabled)
+        self.teacher_combo.setEnabled(False)
+
+    def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
+        """(label, bundle) of every teacher a student can be distilled from; the active one first."""
+        # A teacher the user picked stays picked; otherwise the (possibly new) active one is.
+        current = self.teacher_combo.currentData() if self.teacher_combo.currentIndex() > 0 else None
+        self.teacher_combo.clear()
+        for label, path in teachers:
+            self.teacher_combo.addItem(label, str(path))
+            self.teacher_combo.setItemData(self.teacher_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        index = self.teacher_combo.findData(current) if current else -1
+        self.teacher_combo.setCurrentIndex(max(0, index))
+        self.kd_radio.setEnabled(bool(teachers))
+        self.kd_radio.setToolTip("" if teachers else "No fusion teacher is installed or trained yet.")
+        if not teachers and self.kd_radio.isChecked():
+            self.sequence_radio.setChecked(True)
+
+    def job(self) -> str:
+        return {0: TEACHER, 1: KD, 2: SEQUENCE}[self.group.checkedId()]
+
+    def set_job(self, job: str) -> None:
+        {TEACHER: self.teacher_radio, KD: self.kd_radio, SEQUENCE: self.sequence_radio}[job].setChecked(True)
+
+    def teacher(self) -> Path | None:
+        data = self.teacher_combo.currentData()
+        return Path(data) if data else None
+
+
+def _spin(lo: int, hi: int, value: int, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+def _dspin(lo: float, hi: float, value: float, decimals: int, step: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+class SettingsBox(QGroupBox):
+    """The basic settings, and the advanced ones behind a collapsed section."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("3. Settings", parent)
+        d = TrainSettings()
+        self.epochs = _spin(1, 1000, d.epochs)
+        self.image_size = _spin(32, 1024, d.image_size, 16)
+        self.image_size.setSuffix(" px")
+        self.arch = QComboBox()
+        self.arch.setEditable(True)
+        self.arch.addItems(ARCHITECTURES)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        basic = QFormLayout()
+        basic.addRow("Epochs", self.epochs)
+        basic.addRow("Image size", self.image_size)
+        basic.addRow("Architecture", self.arch)
+        basic.addRow("Device", self.device)
+        self.batch_size = _spin(1, 1024, d.batch_size)
+        self.lr = _dspin(1e-6, 1.0, d.lr, 6, 1e-4)
+        self.seed = _spin(0, 2**31 - 1, d.seed)
+        self.kd_temperature = _dspin(0.5, 20.0, d.kd_temperature, 1, 0.5)
+        self.kd_alpha = _dspin(0.0, 1.0, d.kd_alpha, 2, 0.05)
+        self.patience = _spin(1, 1000, d.patience)
+        self.token_layout = QComboBox()
+        self.token_layout.addItems(["grid", "zones"])
+        self.advanced = QWidget()
+        adv = QFormLayout(self.advanced)
+        adv.setContentsMargins(0, 0, 0, 0)
+        for label, widget in (("Batch size", self.batch_size), ("Learning rate", self.lr), ("Seed", self.seed),
+                              ("Distillation temperature", self.kd_temperature),
+                              ("Distillation weight (alpha)", self.kd_alpha),
+                              ("Early-stopping patience", self.patience),
+                              ("Teacher image tokens", self.token_layout)):
+            adv.addRow(label, widget)
+        self.advanced.hide()
+        self.toggle = QToolButton()
+        self.toggle.setText("Advanced")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: 600; }")
+        self.toggle.toggled.connect(self._show_advanced)
+        layout = QVBoxLayout(self)
+        layout.addLayout(basic)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.advanced)
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(
+            epochs=self.epochs.value(), image_size=self.image_size.value(), arch=self.arch.currentText().strip(),
+            device=self.device.currentText(), batch_size=self.batch_size.value(), lr=self.lr.value(),
+            seed=self.seed.value(), kd_temperature=self.kd_temperature.value(), kd_alpha=self.kd_alpha.value(),
+            patience=self.patience.value(), token_layout=self.token_layout.currentText(),
+        )
+
+    def set_settings(self, s: TrainSettings) -> None:
+        self.epochs.setValue(s.epochs)
+        self.image_size.setValue(s.image_size)
+        self.arch.setCurrentText(s.arch)
+        self.device.setCurrentText(s.device)
+        self.batch_size.setValue(s.batch_size)
+        self.lr.setValue(s.lr)
+        self.seed.setValue(s.seed)
+        self.kd_temperature.setValue(s.kd_temperature)
+        self.kd_alpha.setValue(s.kd_alpha)
+        self.patience.setValue(s.patience)
+        self.token_layout.setCurrentText(s.token_layout)
