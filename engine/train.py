@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 from engine.progress import CancelToken, ProgressCallback, no_progress
 
 JOBS = ("teacher", "student", "kd")
-FUSIONS = ("concat", "mlp")
+FUSIONS = ("concat", "mlp", "coattn", "none")  # none: an image-only teacher
+TOKEN_KD_KINDS = ("smooth_l1", "cosine")
 
 
 class TrainError(ValueError):
@@ -66,6 +67,10 @@ class TrainConfig:
     name: str | None = None
     notice: str | None = None
     extra: dict = field(default_factory=dict)
+    token_kd: float = 0.0  # weight of token distillation (TKD-Net), 0 = off
+    token_kd_kind: str = "smooth_l1"
+    attn_kd: float = 0.0  # weight of attention-map distillation, 0 = off
+    extra_teachers: list[str] = field(default_factory=list)  # more teachers: a QWK-weighted ensemble
 
     def check(self) -> None:
         if self.job not in JOBS:
@@ -78,6 +83,11 @@ class TrainConfig:
             raise TrainError("epochs and batch size must be >= 1 and the image size within 16-1024 px")
         if self.lr <= 0 or self.optimizer not in ("adamw", "sgd"):
             raise TrainError("the learning rate must be > 0 and the optimizer adamw or sgd")
+        if self.token_kd < 0 or self.attn_kd < 0 or self.token_kd_kind not in TOKEN_KD_KINDS:
+            raise TrainError(f"token and attention distillation weights must be >= 0 and the token distance one of "
+                             f"{', '.join(TOKEN_KD_KINDS)}")
+        if self.extra_teachers and self.job != "kd":
+            raise TrainError("more than one teacher is only used by a kd job")
 
 
 @dataclass(frozen=True)
@@ -121,15 +131,18 @@ def _build_model(cfg: TrainConfig, schema):
     if cfg.job == "teacher":
         if cfg.fusion == "mlp":
             return create_model("teacher_mlp", sublabel_ranges=ranges, image_size=cfg.image_size)
+        if cfg.fusion == "none":
+            return create_model("teacher_image", **common)
         extra = dict(dim=cfg.teacher_dim, depth=cfg.teacher_depth, sub_dropout=cfg.sub_dropout)
-        if cfg.fusion == "concat":
+        if cfg.fusion in ("concat", "coattn"):
             extra["token_layout"] = cfg.token_layout
         return create_model(f"teacher_{cfg.fusion}", **common, **extra)
     return create_model("student", **common)
 
 
-def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | None):
+def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | None, teacher_model=None):
     from engine.distill import DistillLoss, FeatureKD, LogitKD, TaskLoss
+    from engine.distill_extra import map_terms
 
     mins = [s.minimum for s in schema.sublabels]
     sub_weight = cfg.sub_weight if cfg.job != "teacher" else 0.0
@@ -137,6 +150,7 @@ def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | N
     if cfg.job != "kd":
         return task
     extras = [FeatureKD(student_dim, teacher_dim, weight=cfg.feature_kd)] if cfg.feature_kd > 0 else []
+    extras += map_terms(student_dim, teacher_model, cfg.token_kd, cfg.attn_kd, cfg.token_kd_kind)
     return DistillLoss(LogitKD(temperature=cfg.kd_temperature, alpha=cfg.kd_alpha, task=task), extras)
 
 
@@ -148,12 +162,12 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
 
 def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
     """Run one job to completion (or early stop); returns the new bundle's path."""
-    from engine.bundle import ModelCard, load_bundle, save_bundle
+    from engine.bundle import ModelCard, save_bundle
     from engine.checkpoint import load_checkpoint, save_checkpoint
     from engine.data.dataset import IMAGENET_MEAN, IMAGENET_STD, split_records
     from engine.data.manifest import dataset_fingerprint, load_dataset
     from engine.device import pick_device
-    from engine.distill import FrozenTeacher
+    from engine.distill_extra import forward_with_map, load_teachers
     from engine.evaluation import autocast_for, forward_batch, make_loader, predict_loader
     from engine.metrics import fit_temperature
 
@@ -170,11 +184,13 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
 
     manifest = load_dataset(cfg.dataset)
     schema = manifest.schema
-    teacher, tcard = None, None
+    teacher, tcard, teacher_notes = None, None, {}
     if cfg.job == "kd":
-        tmodel, tcard = load_bundle(cfg.teacher, expect_role="teacher", schema=schema, device=str(device))
-        tmodel.to(device, memory_format=torch.channels_last)
-        teacher = FrozenTeacher(tmodel, tcard.mean, tcard.std, IMAGENET_MEAN, IMAGENET_STD)
+        teacher, tcard, teacher_notes = load_teachers(
+            [cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
+            attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature,
+        )
+    need_map = cfg.job == "kd" and (cfg.token_kd > 0 or cfg.attn_kd > 0)
     parts = split_records(manifest.records, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     if not parts["train"] or not parts["val"]:
         raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
@@ -185,7 +201,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     model = _build_model(cfg, schema).to(device, memory_format=torch.channels_last)
     role = "teacher" if cfg.job == "teacher" else "student"
     tdim = getattr(teacher.model, "dim", None) if teacher else None
-    loss_fn = _build_loss(cfg, schema, getattr(model, "feature_dim", 0), tdim)
+    loss_fn = _build_loss(cfg, schema, getattr(model, "feature_dim", 0), tdim, teacher.model if teacher else None)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else [])
@@ -220,10 +236,13 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps)
             with autocast_for(device):
-                out_s = forward_batch(model, role, batch, device)
+                if need_map:
+                    out_s = forward_with_map(model, batch["image"].to(device, memory_format=torch.channels_last))
+                else:
+                    out_s = forward_batch(model, role, batch, device)
                 if teacher is not None:
                     images = batch["image"].to(device, memory_format=torch.channels_last)
-                    if images.shape[-1] != tcard.image_size:
+                    if images.shape[-1] != tcard.image_size and not cfg.extra_teachers:
                         images = F.interpolate(images, size=tcard.image_size, mode="bilinear", align_corners=False)
                     out_t = teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
                     losses = loss_fn(out_s, out_t, _to(batch, device))
@@ -269,7 +288,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         test_loader = make_loader(parts["test"], schema, cfg.image_size, mean, std, False, cfg.batch_size)
         metrics["test"] = predict_loader(model, role, test_loader, device).metrics(temperature)
     card = ModelCard(
-        role=role, name=cfg.name or f"{cfg.job}-{model.arch}-{cfg.arch}", arch=model.arch,
+        role=role, name=cfg.name or _default_name(cfg), arch=model.arch,
         arch_config=model.config, image_size=cfg.image_size, mean=list(mean), std=list(std),
         grades=list(schema.grade_names), schema=schema.to_dict(),
         fusion=cfg.fusion if role == "teacher" else None,
@@ -278,12 +297,19 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         metrics=metrics, calibration_temperature=temperature, notice=cfg.notice,
         extra={"job": cfg.job, "split": {"seed": cfg.split_seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
                "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "out")},
-               **cfg.extra},
+               **teacher_notes, **cfg.extra},
     )
     card = save_bundle(out / "bundle", model.cpu(), card)
     log({"event": "done", "bundle": str(out / "bundle"), "model_id": card.model_id, "best_epoch": best_epoch,
          "stopped_early": stopped_early, "metrics": metrics})
     return TrainResult(out / "bundle", metrics, best_epoch, stopped_early)
+
+
+def _default_name(cfg: TrainConfig) -> str:
+    """A readable model name for lists and status bars; the model id tells versions apart."""
+    fusion = "image" if cfg.fusion == "none" else cfg.fusion
+    kind = {"teacher": f"{fusion}-teacher", "student": "student", "kd": "distilled-student"}[cfg.job]
+    return f"{kind}-{cfg.arch}-{cfg.image_size}px"
 
 
 def _to(batch: dict, device: torch.device) -> dict:

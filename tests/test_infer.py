@@ -159,3 +159,22 @@ def test_300_calls_leave_no_hooks_and_no_memory_growth(grader):
     assert _hook_count(model) == 0
     assert all(p.grad is None and not p.requires_grad for p in model.parameters())
     assert grown_mb < 30, f"peak RSS grew by {grown_mb:.1f} MB over 300 calls"
+
+
+def test_cam_on_a_vit_student_has_the_image_size(tmp_path):
+    import torch
+
+    from engine.bundle import ModelCard, save_bundle
+    from engine.models import create_model
+    from engine.schema import DEFAULT_SCHEMA
+
+    torch.manual_seed(0)
+    ranges = [[s.minimum, s.maximum] for s in DEFAULT_SCHEMA.sublabels]
+    model = create_model("student", backbone="vit_tiny_patch16_224", image_size=64, sublabel_ranges=ranges)
+    card = ModelCard(role="student", name="tiny-vit", image_size=64, schema=DEFAULT_SCHEMA.to_dict())
+    save_bundle(tmp_path / "vit", model, card)
+    img = _disc(72, 96)
+    r = Grader(tmp_path / "vit", teacher=None, device="cpu").grade(img)
+    assert r.cam.shape == img.shape[:2] and np.isfinite(r.cam).all()
+    inside = r.cam[:, 12:84]  # the centred square the model saw
+    assert inside.max() > inside.min()

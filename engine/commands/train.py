@@ -16,9 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", choices=["teacher", "student", "kd"], help="what to train")
     p.add_argument("dataset", help="dataset folder with labels.csv")
     p.add_argument("--out", required=True, help="run folder (created)")
-    p.add_argument("--teacher", help="teacher bundle to distil from (kd)")
+    p.add_argument("--teacher", action="append", metavar="BUNDLE",
+                   help="teacher bundle to distil from (kd); repeat it for a multi-teacher weighted by validation QWK")
     p.add_argument("--arch", default="resnet18", help="timm backbone name (default resnet18)")
-    p.add_argument("--fusion", default="concat", help="teacher fusion: concat (default) or mlp (sub-labels only)")
+    p.add_argument("--fusion", default="concat",
+                   help="teacher fusion: concat (default), coattn (co-attention), mlp (sub-labels only) "
+                        "or none (image only)")
     p.add_argument("--token-layout", default="grid", choices=["grid", "zones"], help="teacher image tokens")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--image-size", type=int, default=128)
@@ -36,6 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kd-temperature", type=float, default=4.0)
     p.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the distillation term")
     p.add_argument("--feature-kd", type=float, default=0.0, help="weight of feature distillation (0 = off)")
+    p.add_argument("--token-kd", type=float, default=0.0,
+                   help="weight of token distillation: student map vs the teacher's image tokens (0 = off)")
+    p.add_argument("--token-kd-kind", default="smooth_l1", choices=["smooth_l1", "cosine"],
+                   help="distance of token distillation")
+    p.add_argument("--attn-kd", type=float, default=0.0,
+                   help="weight of attention-map distillation against the teacher's CLS attention (0 = off)")
     p.add_argument("--pretrained", help="local .safetensors backbone weights (never downloaded)")
     p.add_argument("--name", help="model name written in its card")
     p.add_argument("--notice", help="notice written in the card (e.g. for demo models)")
@@ -69,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
 
     emit = _printer(args.progress)
     cfg = TrainConfig(
-        job=args.job, dataset=args.dataset, out=args.out, arch=args.arch, teacher=args.teacher,
+        job=args.job, dataset=args.dataset, out=args.out, arch=args.arch,
+        teacher=args.teacher[0] if args.teacher else None, extra_teachers=list(args.teacher or [])[1:],
         fusion=args.fusion, token_layout=args.token_layout, epochs=args.epochs, image_size=args.image_size,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, patience=args.patience,
         device=args.device, seed=args.seed, split_seed=args.split_seed, val_frac=args.val_frac,
         test_frac=args.test_frac, resume=args.resume, ordinal=not args.no_ordinal, sub_weight=args.sub_weight,
         kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, feature_kd=args.feature_kd,
+        token_kd=args.token_kd, token_kd_kind=args.token_kd_kind, attn_kd=args.attn_kd,
         pretrained=args.pretrained, name=args.name, notice=args.notice,
     )
     try:

@@ -1,5 +1,7 @@
 """Students and fusion teachers behind one `create_model(name, **cfg)` door."""
 
+from engine.models.coattn import CoAttentionTeacher
+from engine.models.image_teacher import ImageTeacher
 from engine.models.registry import (
     ModelConfigError,
     count_parameters,
@@ -13,7 +15,9 @@ from engine.models.sublabel_mlp import SubLabelMLP
 from engine.models.teacher import FusionTeacher
 
 __all__ = [
+    "CoAttentionTeacher",
     "FusionTeacher",
+    "ImageTeacher",
     "ModelConfigError",
     "Student",
     "SubLabelMLP",
