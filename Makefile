@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench bundle clean
+.PHONY: setup run test lint bench bundle selftest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check engine cataract_app tests benchmarks packaging
+
+# The double-click app: dist/CataractGrader/ (PyInstaller one-folder build; see docs/packaging.md).
+bundle: setup
+	bash packaging/build.sh
+
+# Self-test of the built app (builds it first if there is none): grade, window, one training epoch.
+selftest:
+	test -x dist/CataractGrader/CataractGrader || $(MAKE) bundle
+	dist/CataractGrader/CataractGrader --self-test
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -80,6 +80,7 @@ def install(bundles: dict[str, Path]) -> None:
             if dest.exists():
                 shutil.rmtree(dest)
             shutil.copytree(staged, dest)
+            dest.chmod(0o755)  # staged in a private temp folder; the shipped copy is world-readable
         size = sum(f.stat().st_size for f in dest.iterdir()) / 1e6
         print(f"{role}: {dest} ({size:.1f} MB, fp16 max prob diff {diff:.5f}), test metrics {card.metrics.get('test')}")
 
