@@ -23,6 +23,7 @@ from pathlib import Path
 import safetensors
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from engine.models import ModelConfigError, create_model, is_model, list_models
@@ -268,7 +269,7 @@ def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise BundleError(f"{p} has no {WEIGHTS_FILE}, so its model cannot be loaded")
     try:
         data = weights.read_bytes()
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors_bytes(data)
     except OSError as e:
         raise BundleError(f"{weights} cannot be read ({e.strerror})") from None
     except safetensors.SafetensorError as e:

@@ -72,30 +72,9 @@ def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bo
 
 def evaluate_bundle(bundle: Path, dataset: Path, split: str = "val", device: str = "auto", batch_size: int = 32) -> dict:
     """Score a saved bundle on the split it was trained with (same seed and fractions)."""
-    from engine.bundle import load_bundle
-    from engine.data.dataset import split_records
-    from engine.data.manifest import load_dataset
-    from engine.device import pick_device
+    from engine.bundle import read_card
 
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    dev = pick_device(device)
-    model, card = load_bundle(bundle, device=str(dev))
-    manifest = load_dataset(dataset, schema=card.schema_obj())
-    split_cfg = card.extra.get("split", {})
-    parts = split_records(
-        manifest.records,
-        val_frac=split_cfg.get("val_frac", 0.15),
-        test_frac=split_cfg.get("test_frac", 0.15),
-        seed=split_cfg.get("seed", card.seed),
-    )
-    records = manifest.records if split == "all" else parts[split]
-    if not records:
-        raise ValueError(f"the {split} split of {dataset} is empty")
-    model.to(dev, memory_format=torch.channels_last)
-    loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size)
-    preds = predict_loader(model, card.role, loader, dev)
-    return {"bundle": str(bundle), "split": split, **preds.metrics(card.calibration_temperature)}
+    return evaluate_on_split(bundle, dataset, read_card(bundle), split, device, batch_size)
 
 
 def evaluate_on_split(

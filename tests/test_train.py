@@ -92,3 +92,13 @@ def test_config_refusals(tiny_dataset, tmp_path):
         run_training(TrainConfig(job="kd", dataset=str(tiny_dataset), out=str(tmp_path)))
     with pytest.raises(TrainError, match="unknown job"):
         run_training(TrainConfig(job="fit", dataset=str(tiny_dataset), out=str(tmp_path)))
+
+
+def test_evaluate_scores_the_split_the_bundle_was_trained_with(teacher_run, tiny_dataset, capsys):
+    assert main(["evaluate", str(teacher_run / "bundle"), str(tiny_dataset), "--split", "val", "--json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    start = json.loads((teacher_run / "log.jsonl").read_text().splitlines()[0])
+    assert result["n"] == start["n_val"] and result["split"] == "val"
+    assert len(result["confusion"]) == 8 and 0.0 <= result["acc"] <= 1.0
+    assert main(["evaluate", str(teacher_run / "bundle"), str(tiny_dataset / "missing")]) == 2
