@@ -262,7 +262,11 @@ class MainWindow(QMainWindow):
             self._cam_result = result
             self._refresh_overlay()
         seconds = result.timings_ms.get("total_ms", 0.0) / 1000
-        self.status.message(f"Graded {Path(self.path or '').name} in {seconds:.2f} s by the {request.kind}.", 6000)
+        text = f"Graded {Path(self.path or '').name} in {seconds:.2f} s by the {request.kind}."
+        if result.cam is not None and not result.cam.any():
+            # Grad-CAM keeps only regions that raise the grade; none did, so there is nothing to draw.
+            text += " No image region raised this grade, so the heat map is empty."
+        self.status.message(text, 6000)
         self.grade_shown.emit(result)
 
     def _on_grade_failed(self, request: GradeRequest, message: str) -> None:

@@ -137,3 +137,16 @@ def test_zoom_keys_and_fit(qtbot, window, images):
     window.actions_by_name["fit"].trigger()
     assert window.view.scale_factor() == pytest.approx(fitted)
     assert "Ctrl+=" in [s.toString() for s in window.actions_by_name["zoom_in"].shortcuts()]
+
+
+def test_an_empty_heat_map_is_explained_not_silent(qtbot, window, images):
+    from dataclasses import replace
+
+    from cataract_app.worker import TEACHER, GradeRequest
+
+    result = open_and_wait(qtbot, window, images[0])
+    empty = replace(result, cam=np.zeros_like(result.cam))
+    window._on_graded(GradeRequest(99, TEACHER, np.zeros((4, 4, 3), np.uint8)), empty)
+    assert "heat map is empty" in window.statusBar().currentMessage()
+    window._on_graded(GradeRequest(100, TEACHER, np.zeros((4, 4, 3), np.uint8)), result)
+    assert "heat map is empty" not in window.statusBar().currentMessage()
