@@ -1,6 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests never read or write the user's own model store.
+os.environ.setdefault("CATARACT_GRADER_HOME", tempfile.mkdtemp(prefix="cataract-grader-test-store-"))
 
 import pytest  # noqa: E402
 

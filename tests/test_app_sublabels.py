@@ -105,7 +105,10 @@ def test_partial_sublabels_bring_the_teachers_answer_beside_the_students(qtbot, 
 
 
 def test_without_a_teacher_the_form_is_disabled_and_says_why(qtbot, tiny_bundles, tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.infer.default_model_dir", lambda role: tmp_path / "no-models" / role)
+    no_models = lambda role: tmp_path / "no-models" / role  # noqa: E731  (no shipped teacher either)
+    monkeypatch.setattr("engine.infer.default_model_dir", no_models)
+    monkeypatch.setattr("engine.model_store.default_model_dir", no_models)
+    monkeypatch.setenv("CATARACT_GRADER_HOME", str(tmp_path / "store"))
     student, _ = tiny_bundles
     window = make_window(qtbot, tmp_path, student, None)
     graded(qtbot, window, write_disc(tmp_path / "eye.png"))

@@ -79,10 +79,10 @@ def test_bad_requests_are_refused_with_a_sentence(grader, tmp_path):
         grader.grade(bad)
 
 
-def test_no_teacher_means_a_clear_error(tiny_bundles, tmp_path):
+def test_no_teacher_means_a_clear_error(tiny_bundles, tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.infer.default_model_dir", lambda role: tmp_path / "none" / role)
     g = Grader(tiny_bundles[0], teacher=None, device="cpu")
-    if g.has_teacher:  # a default teacher is shipped: point at an empty resources dir instead
-        pytest.skip("a default teacher is installed")
+    assert not g.has_teacher
     with pytest.raises(GraderError, match="needs a fusion teacher"):
         g.grade(_disc(), sublabels={"sectors_involved": 1})
 
