@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.models.backbone import as_feature_map, create_backbone
+from engine.models.backbone import as_feature_map
 from engine.models.registry import register_model
-from engine.models.teacher import FusionTeacher, GridTokens, SubLabelTokens, ZoneTokens, _embedding
+from engine.models.teacher import FusionTeacher, _embedding, init_fusion_inputs
 from engine.schema import NUM_GRADES
 
 
@@ -103,24 +103,11 @@ class CoAttentionTeacher(nn.Module):
         pretrained_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.arch = "teacher_coattn"
-        self.config = FusionTeacher._check_config(
-            backbone=backbone, num_grades=num_grades, sublabel_ranges=sublabel_ranges, image_size=image_size,
-            token_layout=token_layout, grid=grid, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
-            dropout=dropout, sub_dropout=sub_dropout,
+        init_fusion_inputs(
+            self, "teacher_coattn", backbone=backbone, num_grades=num_grades, sublabel_ranges=sublabel_ranges,
+            image_size=image_size, token_layout=token_layout, grid=grid, dim=dim, depth=depth, heads=heads,
+            mlp_ratio=mlp_ratio, dropout=dropout, sub_dropout=sub_dropout, pretrained_path=pretrained_path,
         )
-        self.backbone, self.info = create_backbone(backbone, image_size, pretrained_path)
-        self.feature_dim = self.info.feature_dim
-        self.num_prefix_tokens = 0  # forward_features already gives a map
-        self.dim = dim
-        self.num_grades = num_grades
-        self.num_sublabels = len(self.config["sublabel_ranges"])
-        self.sub_dropout = self.config["sub_dropout"]
-        if token_layout == "grid":
-            self.image_tokens = GridTokens(self.feature_dim, dim, grid)
-        else:
-            self.image_tokens = ZoneTokens(self.feature_dim, dim)
-        self.sub_tokens = SubLabelTokens(self.config["sublabel_ranges"], dim)
         self.image_cls = _embedding(1, 1, dim)
         self.sub_cls = _embedding(1, 1, dim)
         mlp_ratio = self.config["mlp_ratio"]

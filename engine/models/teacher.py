@@ -85,6 +85,24 @@ class SubLabelTokens(nn.Module):
         return torch.where(known.unsqueeze(-1), tokens, self.missing.expand_as(tokens))
 
 
+def init_fusion_inputs(model: nn.Module, arch: str, pretrained_path: str | Path | None = None, **cfg) -> None:
+    """What every fusion teacher sets up alike: checked config, backbone, image and sub-label tokens."""
+    model.arch = arch
+    model.config = FusionTeacher._check_config(**cfg)
+    model.backbone, model.info = create_backbone(cfg["backbone"], cfg["image_size"], pretrained_path)
+    model.feature_dim = model.info.feature_dim
+    model.num_prefix_tokens = 0  # forward_features already gives a map
+    model.dim = cfg["dim"]
+    model.num_grades = cfg["num_grades"]
+    model.num_sublabels = len(model.config["sublabel_ranges"])
+    model.sub_dropout = model.config["sub_dropout"]
+    if cfg["token_layout"] == "grid":
+        model.image_tokens = GridTokens(model.feature_dim, model.dim, cfg["grid"])
+    else:
+        model.image_tokens = ZoneTokens(model.feature_dim, model.dim)
+    model.sub_tokens = SubLabelTokens(model.config["sublabel_ranges"], model.dim)
+
+
 class FusionTeacher(nn.Module):
     """[CLS, image tokens, sub-label tokens] -> pre-norm transformer -> grade logits from CLS."""
 
@@ -105,24 +123,11 @@ class FusionTeacher(nn.Module):
         pretrained_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.arch = "teacher_concat"
-        self.config = self._check_config(
-            backbone=backbone, num_grades=num_grades, sublabel_ranges=sublabel_ranges, image_size=image_size,
-            token_layout=token_layout, grid=grid, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio,
-            dropout=dropout, sub_dropout=sub_dropout,
+        init_fusion_inputs(
+            self, "teacher_concat", backbone=backbone, num_grades=num_grades, sublabel_ranges=sublabel_ranges,
+            image_size=image_size, token_layout=token_layout, grid=grid, dim=dim, depth=depth, heads=heads,
+            mlp_ratio=mlp_ratio, dropout=dropout, sub_dropout=sub_dropout, pretrained_path=pretrained_path,
         )
-        self.backbone, self.info = create_backbone(backbone, image_size, pretrained_path)
-        self.feature_dim = self.info.feature_dim
-        self.num_prefix_tokens = 0  # forward_features already gives a map
-        self.dim = dim
-        self.num_grades = num_grades
-        self.num_sublabels = len(self.config["sublabel_ranges"])
-        self.sub_dropout = self.config["sub_dropout"]
-        if token_layout == "grid":
-            self.image_tokens = GridTokens(self.feature_dim, dim, grid)
-        else:
-            self.image_tokens = ZoneTokens(self.feature_dim, dim)
-        self.sub_tokens = SubLabelTokens(self.config["sublabel_ranges"], dim)
         self.cls_token = _embedding(1, 1, dim)
         self.type_embed = _embedding(2, dim)  # 0: image token, 1: sub-label token
         layer = nn.TransformerEncoderLayer(
