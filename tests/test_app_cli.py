@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
+from helpers import write_disc
 from PySide6.QtCore import QSettings
 
 import cataract_app.main as app_main
@@ -18,12 +18,6 @@ from cataract_app.worker import LoadOptions
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 60_000
 
-
-def write_disc(path: Path, size: int = 64) -> Path:
-    img = np.zeros((size, size, 3), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), size // 3, (40, 60, 220), -1)
-    assert cv2.imwrite(str(path), img)
-    return path
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "validate", "evaluate", "synth"])

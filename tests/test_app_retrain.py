@@ -7,9 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from helpers import write_disc
 from PySide6.QtCore import QSettings
 
 from cataract_app.curves import LineChart, nice_ticks
@@ -51,12 +50,6 @@ def panel_with_dataset(qtbot, window, dataset, job, settings):
     panel.settings_box.set_settings(settings)
     return panel
 
-
-def write_disc(path: Path, size: int = 64) -> Path:
-    img = np.zeros((size, size, 3), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), size // 3, (40, 60, 220), -1)
-    assert cv2.imwrite(str(path), img)
-    return path
 
 
 def group_gone(pgid: int) -> bool:

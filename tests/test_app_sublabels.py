@@ -1,10 +1,8 @@
 """The sub-label form, the teacher's answer beside the student's, and the disagreement flag."""
 
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from helpers import write_disc
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QSpinBox
 
@@ -17,12 +15,6 @@ from engine.schema import DEFAULT_SCHEMA
 
 WAIT_MS = 60_000
 
-
-def write_disc(path: Path, size: int = 64) -> Path:
-    img = np.zeros((size, size, 3), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), size // 3, (40, 60, 220), -1)
-    assert cv2.imwrite(str(path), img)
-    return path
 
 
 def make_window(qtbot, tmp_path, student, teacher):

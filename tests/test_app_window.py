@@ -1,10 +1,9 @@
 """The main window end to end on tiny untrained bundles: open, grade, overlay, errors, navigation."""
 
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from helpers import write_disc
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
@@ -13,13 +12,6 @@ from cataract_app.worker import LoadOptions
 
 WAIT_MS = 60_000
 
-
-def write_disc(path: Path, radius: int, size: int = 64) -> Path:
-    """A red disc on black: enough of a 'lens' for the tiny models."""
-    img = np.zeros((size, size, 3), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), radius, (40, 60, 220), -1)  # BGR red
-    assert cv2.imwrite(str(path), img)
-    return path
 
 
 @pytest.fixture
