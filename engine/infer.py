@@ -3,7 +3,8 @@
 The backbone runs once without building a graph. Its output (the CAM's target
 layer) is then made a leaf that requires grad, the head (pool + linear for the
 student, the fusion transformer for the teacher) runs on it, and the gradient of
-the chosen grade's logit flows back to that leaf only. pytorch_grad_cam's CAM
+the chosen grade's logit (or of the expected grade, target="severity") flows back
+to that leaf only. pytorch_grad_cam's CAM
 classes turn those activations and gradients into the map. No hooks are ever
 registered, so the shared model is never left changed.
 """
@@ -27,8 +28,10 @@ from engine.evaluation import autocast_for
 from engine.io import read_image
 from engine.resources import default_model_dir
 from engine.results import GradeResult, ModelInfo
+from engine.schema import NUM_GRADES
 
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam")
+SEVERITY = "severity"  # CAM target: the expected grade, i.e. what raises the grade anywhere in the image
 
 
 class GraderError(ValueError):
@@ -59,6 +62,14 @@ def _cam_math(method: str) -> _CamMath:
     if cls is None:
         raise GraderError(f"unknown CAM method {method!r}; choose one of {', '.join(CAM_METHODS)}")
     return _CamMath(cls)
+
+
+def _check_target(target: int | str | None) -> int | str | None:
+    if target is None or target == SEVERITY:
+        return target
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < NUM_GRADES:
+        raise GraderError(f"the heat map's target must be a grade 0-7, {SEVERITY!r} or None, not {target!r}")
+    return int(target)
 
 
 def _info(card: ModelCard) -> ModelInfo:
@@ -108,10 +119,15 @@ class Grader:
         image: str | Path | np.ndarray,
         sublabels: Mapping[str, object] | None = None,
         cam: bool = True,
-        target: int | None = None,
+        target: int | str | None = None,
         cam_method: str = "gradcam",
     ) -> GradeResult:
-        """Grade one image; with sub-labels (complete or partial) the fusion teacher answers."""
+        """Grade one image; with sub-labels (complete or partial) the fusion teacher answers.
+
+        `target` picks what the heat map explains: None for the predicted grade, a
+        grade 0-7, or "severity" for the expected grade (the regions that push the
+        grade up, whatever the predicted class).
+        """
         t0 = time.perf_counter()
         source = None
         if isinstance(image, (str, Path)):
@@ -154,6 +170,7 @@ class Grader:
         """Grade a preprocessed batch; `shapes` are the source images' (height, width) for the CAMs."""
         model, card, sub, used = self._route(sublabels)
         cam_math = _cam_math(cam_method) if cam else None
+        target = _check_target(target) if cam else None
         n = len(shapes)
         x = x.to(self.device, memory_format=torch.channels_last)
         head_args = () if sub is None else (sub[0].expand(n, -1), sub[1].expand(n, -1))
@@ -168,8 +185,13 @@ class Grader:
                 with torch.enable_grad():
                     out = model.forward_head(feats, *head_args)
                     logits = out["logits"].float()
-                    targets = logits.argmax(1) if target is None else torch.full((n,), int(target))
-                    picked = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+                    if target == SEVERITY:
+                        # Rows are independent (eval-mode head), so one backward gives each image its own gradient.
+                        grades = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype)
+                        picked = (torch.softmax(logits / card.calibration_temperature, 1) * grades).sum()
+                    else:
+                        targets = logits.argmax(1) if target is None else torch.full((n,), int(target))
+                        picked = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
                     (grads,) = torch.autograd.grad(picked, feats)
                 acts_map = model.cam_activations(feats.detach()).float().cpu().numpy()
                 grads_map = model.cam_activations(grads).float().cpu().numpy()
@@ -185,7 +207,7 @@ class Grader:
         for i, (height, width) in enumerate(shapes):
             heat, tgt = None, None
             if cam:
-                tgt = int(targets[i])
+                tgt = SEVERITY if target == SEVERITY else int(targets[i])
                 raw = cam_math.get_cam_image(x[i : i + 1], None, None, acts_map[i : i + 1], grads_map[i : i + 1], False)
                 heat = self._to_image_cam(raw[0], height, width)
             p = probs[i]
@@ -227,11 +249,15 @@ class Grader:
         cam: bool = False,
         workers: int = 2,
         sublabels: Mapping[str, object] | None = None,
+        target: int | str | None = None,
+        cam_method: str = "gradcam",
     ) -> Iterator[tuple[str, GradeResult | None, str | None]]:
         """Yield (path, result, error) in input order; decoding overlaps the compute.
 
         An unreadable file yields an error string and never stops the batch.
         """
+        if cam:  # refuse a bad request before any file is read
+            _cam_math(cam_method), _check_target(target)
         paths = [str(p) for p in paths]
         card = self._card_for(sublabels)
 
@@ -255,15 +281,15 @@ class Grader:
                     nxt += 1
                 pending.append((p, *item))
                 if sum(q[1] is not None for q in pending) >= batch_size or i == len(paths) - 1:
-                    yield from self._flush(pending, sublabels, cam)
+                    yield from self._flush(pending, sublabels, cam, target, cam_method)
                     pending = []
 
-    def _flush(self, pending, sublabels, cam):
+    def _flush(self, pending, sublabels, cam, target, cam_method):
         good = [q for q in pending if q[1] is not None]
         results = iter([])
         if good:
             x = torch.stack([q[1] for q in good])
-            results = iter(self._grade_tensors(x, [q[2] for q in good], sublabels, cam, None, "gradcam", 0.0))
+            results = iter(self._grade_tensors(x, [q[2] for q in good], sublabels, cam, target, cam_method, 0.0))
         for p, tensor, _shape, err in pending:
             if tensor is None:
                 yield p, None, err

@@ -37,7 +37,7 @@ class GradeResult:
     sublabels_predicted: dict[str, int] = field(default_factory=dict)  # student's auxiliary head
     sublabels_used: dict[str, int | None] | None = None  # the form's values when the teacher answered
     cam: np.ndarray | None = field(default=None, compare=False, repr=False)
-    cam_target: int | None = None
+    cam_target: int | str | None = None  # the grade the heat map explains, or "severity" (expected grade)
     model: ModelInfo | None = None
     device: str = "cpu"
     timings_ms: dict[str, float] = field(default_factory=dict)

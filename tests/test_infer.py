@@ -1,5 +1,6 @@
 """Grader: grade + CAM in one pass, sub-label routing, batch grading, CSV, no leaks."""
 
+import copy
 import csv
 import resource
 
@@ -46,6 +47,67 @@ def test_cam_for_a_chosen_grade_and_methods(grader):
     assert grader.grade(img, target=5).cam_target == 5
     with pytest.raises(GraderError, match="unknown CAM method"):
         grader.grade(img, cam_method="magic")
+
+
+def _reference_gradcam(grader, img, target):
+    """pytorch_grad_cam's own GradCAM (hooks, its own forward and full backward) on the student."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from engine.data.transforms import preprocess_eval
+
+    model, card = copy.deepcopy(grader._student), grader.student_card  # a copy: the shared one stays untouched
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, t):
+            return self.m(t)["logits"]
+
+    def expected_grade(logits):
+        return (torch.softmax(logits, -1) * torch.arange(logits.shape[-1], dtype=logits.dtype)).sum()
+
+    x = preprocess_eval(img, card.image_size, card.mean, card.std)[None]
+    model.requires_grad_(True)
+    with GradCAM(model=Logits(), target_layers=[model.backbone.layer4[-1]]) as cam:
+        picked = expected_grade if target == "severity" else ClassifierOutputTarget(target)
+        return cam(input_tensor=x, targets=[picked])[0]
+
+
+def _minmax(a):
+    return (a - a.min()) / max(float(a.max() - a.min()), 1e-7)
+
+
+@pytest.mark.parametrize("target", ["predicted", "severity", "each grade"])
+def test_one_pass_cam_equals_pytorch_grad_cam_own_route(grader, target):
+    # A square image at the model's input size: the crop is the whole image and no resampling differs.
+    size = grader.student_card.image_size
+    img = _disc(size, size, seed=5)
+    targets = list(range(8)) if target == "each grade" else [None if target == "predicted" else target]
+    nonzero = 0
+    for t in targets:
+        ours = grader.grade(img, target=t)
+        ref = _reference_gradcam(grader, img, ours.grade if t is None else t)
+        assert ref.shape == ours.cam.shape
+        if ref.max() == 0:  # no region raises this grade: both must say so
+            assert ours.cam.max() == 0
+            continue
+        nonzero += 1
+        np.testing.assert_allclose(_minmax(ours.cam), _minmax(ref), atol=2e-3)
+    assert nonzero >= 1
+
+
+def test_severity_target_and_bad_targets(grader):
+    img = _disc(seed=2)
+    r = grader.grade(img, target="severity")
+    assert r.cam_target == "severity" and r.cam.shape == (90, 120) and r.cam.max() <= 1
+    assert not np.allclose(r.cam, grader.grade(img, target=0).cam)
+    for bad in (8, -1, "worst", 2.5, True):
+        with pytest.raises(GraderError, match="target must be a grade 0-7"):
+            grader.grade(img, target=bad)
 
 
 def test_without_cam_the_same_grade(grader):
@@ -141,6 +203,24 @@ def test_predict_cli_refuses_bad_sublabels(tiny_bundles, tmp_path, capsys):
     code = main(["predict", str(img), "--model", str(tiny_bundles[0]), "--teacher", str(tiny_bundles[1]),
                  "--sublabels", "colour=3", "--device", "cpu"])
     assert code == 2 and "unknown sub-label 'colour'" in capsys.readouterr().err
+
+
+def test_predict_cli_cam_target_and_method(tiny_bundles, tmp_path, capsys):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), _disc())
+    base = ["predict", str(img), "--model", str(tiny_bundles[0]), "--device", "cpu"]
+    maps = {}
+    for name, extra in {"predicted": [], "severity": ["--cam-target", "severity"],
+                        "eigencam": ["--cam-method", "eigencam"]}.items():
+        assert main([*base, "--cam-dir", str(tmp_path / name), *extra]) == 0
+        maps[name] = cv2.imread(str(tmp_path / name / "a_cam.png"))
+    assert not np.array_equal(maps["predicted"], maps["eigencam"])  # the method is honoured
+    assert not np.array_equal(maps["predicted"], maps["severity"])
+    capsys.readouterr()
+    assert main([*base, "--cam-dir", str(tmp_path / "x"), "--cam-target", "9"]) == 2
+    assert "--cam-target '9'" in capsys.readouterr().err
+    assert main([*base, "--cam-dir", str(tmp_path / "y"), "--cam-method", "magic"]) == 2
+    assert "unknown CAM method 'magic'" in capsys.readouterr().err
 
 
 def _hook_count(model):

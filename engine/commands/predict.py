@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sublabels", help="name=value,... (partial is fine): grade with the fusion teacher")
     p.add_argument("--cam-dir", help="write a Grad-CAM overlay PNG per image here")
     p.add_argument("--cam-method", default="gradcam", help="gradcam, gradcam++, layercam or eigencam")
+    p.add_argument("--cam-target", default="predicted",
+                   help="what the heat map explains: predicted (the predicted grade), severity (what raises "
+                        "the expected grade) or a grade 0-7")
     p.add_argument("--colormap", default="jet", help="overlay colour map (jet, turbo, inferno, viridis, cividis)")
     p.add_argument("--csv", help="write one row per image to this CSV file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
@@ -43,6 +47,19 @@ def _parse_sublabels(text: str | None) -> dict[str, str] | None:
         name, value = item.split("=", 1)
         values[name.strip()] = value.strip()
     return values
+
+
+def _cam_target(text: str) -> int | str | None:
+    from engine.cli import CommandError
+
+    text = text.strip().lower()
+    if text == "predicted":
+        return None
+    if text == "severity":
+        return text
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    raise CommandError(f"--cam-target {text!r}: use predicted, severity or a grade 0-7")
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
@@ -67,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.overlay import overlay_cam
 
     paths = _inputs(args)
+    target = _cam_target(args.cam_target)
     sublabels = _parse_sublabels(args.sublabels)
     try:
         grader = Grader(args.model, args.teacher, device=args.device)
@@ -80,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
     if cam_dir:
         cam_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], 0
-    for path, result, error in grader.grade_files(paths, args.batch_size, cam, args.workers, sublabels):
+    try:
+        graded = grader.grade_files(paths, args.batch_size, cam, args.workers, sublabels, target, args.cam_method)
+        first = next(graded, None)  # a generator: a bad CAM method is refused here, before any output
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    for path, result, error in itertools.chain([first] if first else [], graded):
         if result is None:
             failures += 1
             rows.append({"file": path, "error": error})
