@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         # gives exactly the alpha=a blend, so the slider only changes the layer's opacity.
         self.overlay_bar.opacity_changed.connect(self.view.set_overlay_opacity)
         self.overlay_bar.colormap_changed.connect(self._refresh_overlay)
+        self.overlay_bar.cam_target_changed.connect(self._on_cam_target_changed)
         self.overlay_bar.fit_requested.connect(self.view.fit_to_window)
         self.overlay_bar.zoom_in_requested.connect(self.view.zoom_in)
         self.overlay_bar.zoom_out_requested.connect(self.view.zoom_out)
@@ -210,7 +211,15 @@ class MainWindow(QMainWindow):
             return
         waiting = "Loading model\u2026 the image is graded as soon as it is ready." if self.summary is None else "Grading\u2026"
         self.grade_panel.show_state(waiting, busy=True)
-        self.service.submit(STUDENT, self.rgb, self.path)
+        self.service.submit(STUDENT, self.rgb, self.path, cam_target=self.overlay_bar.cam_target())
+
+    def _on_cam_target_changed(self, _target) -> None:
+        """The heat map should explain something else: grade the shown image again (answers stay the same)."""
+        if self.rgb is None or self.summary is None:
+            return
+        self._grade_student()
+        if self.teacher is not None:
+            self.grade_with_sublabels(self.teacher.sublabels_used)
 
     def grade_with_sublabels(self, values: dict | None = None) -> None:
         """Ask the fusion teacher, with the form's confirmed values (or `values`)."""
@@ -218,7 +227,7 @@ class MainWindow(QMainWindow):
             return
         values = self.form.confirmed_values() if values is None else values
         self.grade_panel.show_state("Grading with sub-labels\u2026", busy=True, keep_result=True)
-        self.service.submit(TEACHER, self.rgb, self.path, values)
+        self.service.submit(TEACHER, self.rgb, self.path, values, cam_target=self.overlay_bar.cam_target())
 
     def _on_model_ready(self, summary: ModelSummary) -> None:
         self.summary = summary
@@ -316,6 +325,7 @@ class MainWindow(QMainWindow):
         else:
             self.splitter.setSizes([780, 500])
         self.overlay_bar.set_opacity(int(self.settings.value("overlay_opacity", 45)))
+        self.overlay_bar.set_cam_target(self.settings.value("cam_target") or None)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         if not self.training.confirm_close():  # a training job runs and the user keeps it
@@ -324,6 +334,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("overlay_opacity", self.overlay_bar.opacity.value())
+        self.settings.setValue("cam_target", self.overlay_bar.cam_target() or "")
         if self.overlay_bar.current_colormap():
             self.settings.setValue("colormap", self.overlay_bar.current_colormap())
         self.hide()  # gone at once, even while the worker finishes loading or grading

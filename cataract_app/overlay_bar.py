@@ -1,4 +1,4 @@
-"""The strip under the image: heat-map toggle, opacity, colour map and zoom buttons."""
+"""The strip under the image: heat-map toggle, what it explains, opacity, colour map and zoom buttons."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSlider
 
 COLOUR_BLIND_SAFE = ("cividis", "viridis")
+# What the heat map explains: (label, engine target). None is the predicted grade.
+CAM_TARGETS = (("Predicted grade", None), ("What raises the grade", "severity"))
 
 
 class OverlayBar(QFrame):
@@ -16,6 +18,7 @@ class OverlayBar(QFrame):
     visibility_changed = Signal(bool)
     opacity_changed = Signal(float)
     colormap_changed = Signal(str)
+    cam_target_changed = Signal(object)  # None or "severity"
     fit_requested = Signal()
     zoom_in_requested = Signal()
     zoom_out_requested = Signal()
@@ -34,6 +37,14 @@ class OverlayBar(QFrame):
         self.opacity_label = QLabel("45 %")
         self.opacity_label.setObjectName("muted")
         self.opacity_label.setMinimumWidth(36)
+        self.explain = QComboBox()
+        for label, target in CAM_TARGETS:
+            self.explain.addItem(label, target)
+        self.explain.setToolTip(
+            "Predicted grade: the regions that support the grade shown (for a low grade, mostly clear lens).\n"
+            "What raises the grade: the regions that push the expected grade up, i.e. the opacities."
+        )
+        self.explain.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colormap = QComboBox()
         self.colormap.setToolTip("Colour map of the heat map (cividis and viridis are colour-blind safe)")
         self.colormap.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -52,7 +63,8 @@ class OverlayBar(QFrame):
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 8, 4)
         row.setSpacing(8)
-        for w in (self.toggle, QLabel("Opacity"), self.opacity, self.opacity_label, QLabel("Colours"), self.colormap):
+        for w in (self.toggle, self.explain, QLabel("Opacity"), self.opacity, self.opacity_label, QLabel("Colours"),
+                  self.colormap):
             row.addWidget(w)
         row.addStretch(1)
         for w in (self.zoom_label, zoom_out, zoom_in, fit):
@@ -61,6 +73,7 @@ class OverlayBar(QFrame):
         self.toggle.toggled.connect(self._on_toggled)
         self.opacity.valueChanged.connect(self._on_opacity)
         self.colormap.currentTextChanged.connect(self._on_colormap)
+        self.explain.currentIndexChanged.connect(lambda _i: self.cam_target_changed.emit(self.cam_target()))
         fit.clicked.connect(self.fit_requested)
         zoom_in.clicked.connect(self.zoom_in_requested)
         zoom_out.clicked.connect(self.zoom_out_requested)
@@ -78,6 +91,16 @@ class OverlayBar(QFrame):
         self.colormap.blockSignals(False)
         self._on_colormap()
 
+    def cam_target(self) -> str | None:
+        return self.explain.currentData()
+
+    def set_cam_target(self, target: str | None) -> None:
+        """Select `target` without emitting (restoring a setting)."""
+        index = self.explain.findData(target)
+        self.explain.blockSignals(True)
+        self.explain.setCurrentIndex(max(index, 0))
+        self.explain.blockSignals(False)
+
     def current_colormap(self) -> str | None:
         return self.colormap.currentData()
 
@@ -89,6 +112,7 @@ class OverlayBar(QFrame):
 
     def _on_toggled(self, checked: bool) -> None:
         self.opacity.setEnabled(checked)
+        self.explain.setEnabled(checked)
         self.colormap.setEnabled(checked and self.colormap.count() > 0)
         self.visibility_changed.emit(checked)
 

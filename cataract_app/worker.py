@@ -51,6 +51,7 @@ class GradeRequest:
     image: np.ndarray = field(repr=False)
     source: str | None = None
     sublabels: dict[str, int | None] | None = None
+    cam_target: str | None = None  # None: the predicted grade; "severity": what raises the expected grade
 
 
 class ModelNotReady(RuntimeError):
@@ -128,7 +129,8 @@ class GraderWorker(QObject):
                 return
             if self._grader is None:
                 raise ModelNotReady(self._load_error or "the model is not loaded")
-            result = self._grader.grade(request.image, sublabels=request.sublabels, cam=True)
+            result = self._grader.grade(request.image, sublabels=request.sublabels, cam=True,
+                                        target=request.cam_target)
             if request.source and getattr(result, "source", None) is None:
                 result = replace(result, source=request.source)
             self.graded.emit(request, result)
@@ -171,11 +173,12 @@ class GradingService(QObject):
     def load(self, options: LoadOptions) -> None:
         self._load_requested.emit(options)
 
-    def submit(self, kind: str, image: np.ndarray, source: str | None, sublabels=None) -> GradeRequest:
+    def submit(self, kind: str, image: np.ndarray, source: str | None, sublabels=None,
+               cam_target: str | None = None) -> GradeRequest:
         """Queue a request; it supersedes every earlier request of its kind."""
         self._next_id += 1
         self._latest[kind] = self._next_id
-        request = GradeRequest(self._next_id, kind, image, source, sublabels)
+        request = GradeRequest(self._next_id, kind, image, source, sublabels, cam_target)
         self.pending += 1
         self._grade_requested.emit(request)
         return request
