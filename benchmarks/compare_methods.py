@@ -48,6 +48,8 @@ METHODS: dict[str, tuple[str, str, dict, tuple[str, ...]]] = {
     "coattn": ("Fusion teacher, co-attention", "teacher", {"fusion": "coattn"}, ()),
     "vit-teacher": ("Image-only ViT-Tiny teacher", "teacher", {"fusion": "none", "arch": VIT}, ()),
     "kd": ("ResNet-18 student, logit KD from the concat teacher", "kd", {}, ("teacher",)),
+    "kd-t2": ("ResNet-18 student, logit KD with T=2, alpha=0.5", "kd", {"kd_temperature": 2.0, "kd_alpha": 0.5},
+              ("teacher",)),
     "kd-token": ("ResNet-18 student, logit + token KD", "kd", {"token_kd": 1.0}, ("teacher",)),
     "kd-attn": ("ResNet-18 student, logit + attention KD", "kd", {"attn_kd": 1.0}, ("teacher",)),
     "kd-multi": ("ResNet-18 student, KD from concat + co-attention teachers", "kd", {}, ("teacher", "coattn")),
