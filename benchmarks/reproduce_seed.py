@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -153,7 +154,7 @@ def main() -> None:
     text = RESULTS_TEMPLATE.format(
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"), table=table, n=len(manifest.records),
         split=split, noise=args.label_noise, size=args.image_size, epochs=args.epochs, arch=args.arch,
-        seeds=", ".join(map(str, args.seeds)), device=device, machine=f"{platform.machine()}, {torch.get_num_threads()} threads",
+        seeds=", ".join(map(str, args.seeds)), device=device, machine=f"{platform.machine()}, {os.cpu_count()} cores, 1-2 threads per run",
         kd=f"T={args.kd_temperature}, alpha={args.kd_alpha}, feature KD weight {args.feature_kd}",
         cmd="python benchmarks/reproduce_seed.py " + " ".join(sys.argv[1:]),
     )
