@@ -25,6 +25,7 @@ def make_application() -> QApplication:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(DISPLAY_NAME)
+    app.setDesktopFileName(APPLICATION)  # Wayland app id; on X11 the WM_CLASS class is the application name
     app.setStyle("Fusion")
     app.setPalette(app.style().standardPalette())  # light, also on a dark desktop theme
     app.setStyleSheet(STYLESHEET)

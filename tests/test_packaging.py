@@ -155,5 +155,9 @@ def test_desktop_template_names_the_app_and_its_placeholders():
     section = entry["Desktop Entry"]
     assert (section["Type"], section["Terminal"]) == ("Application", "false")
     assert section["Exec"] == '"@EXEC@" %f' and section["Icon"] == "@ICON@"
+    # The dock groups the running window under this entry: Qt's X11 WM_CLASS class is the application name.
+    from cataract_app import APPLICATION
+
+    assert section["StartupWMClass"] == APPLICATION
     install = (PACKAGING / "install.sh").read_text(encoding="utf-8")
     assert "s|@EXEC@|$EXE|" in install and "s|@ICON@|$ICON|" in install
