@@ -325,7 +325,8 @@ class MainWindow(QMainWindow):
         else:
             self.splitter.setSizes([780, 500])
         self.overlay_bar.set_opacity(int(self.settings.value("overlay_opacity", 45)))
-        self.overlay_bar.set_cam_target(self.settings.value("cam_target") or None)
+        saved = str(self.settings.value("cam_target", "severity"))
+        self.overlay_bar.set_cam_target(None if saved == "predicted" else saved)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         if not self.training.confirm_close():  # a training job runs and the user keeps it
@@ -334,7 +335,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("overlay_opacity", self.overlay_bar.opacity.value())
-        self.settings.setValue("cam_target", self.overlay_bar.cam_target() or "")
+        self.settings.setValue("cam_target", self.overlay_bar.cam_target() or "predicted")
         if self.overlay_bar.current_colormap():
             self.settings.setValue("colormap", self.overlay_bar.current_colormap())
         self.hide()  # gone at once, even while the worker finishes loading or grading

@@ -8,8 +8,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSlider
 
 COLOUR_BLIND_SAFE = ("cividis", "viridis")
-# What the heat map explains: (label, engine target). None is the predicted grade.
-CAM_TARGETS = (("Predicted grade", None), ("What raises the grade", "severity"))
+# What the heat map explains: (label, engine target). The first is the default: on single-spoke
+# test photographs it lies on the opacity far more often than the predicted grade's map
+# (docs/performance.md). None is the predicted grade.
+CAM_TARGETS = (("What raises the grade", "severity"), ("Predicted grade", None))
 
 
 class OverlayBar(QFrame):
@@ -95,7 +97,7 @@ class OverlayBar(QFrame):
         return self.explain.currentData()
 
     def set_cam_target(self, target: str | None) -> None:
-        """Select `target` without emitting (restoring a setting)."""
+        """Select `target` without emitting (restoring a setting); an unknown one selects the default."""
         index = self.explain.findData(target)
         self.explain.blockSignals(True)
         self.explain.setCurrentIndex(max(index, 0))

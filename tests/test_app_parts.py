@@ -56,7 +56,7 @@ class FakeGrader:
         self.fail_with = fail_with
         self.calls = 0
 
-    def grade(self, image, sublabels=None, cam=True):
+    def grade(self, image, sublabels=None, cam=True, target=None):
         self.calls += 1
         if self.fail_with is not None:
             raise self.fail_with

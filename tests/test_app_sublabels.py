@@ -131,18 +131,19 @@ def test_heat_map_target_regrades_both_models_and_is_remembered(qtbot, tiny_bund
     student, teacher = tiny_bundles
     window = make_window(qtbot, tmp_path, student, teacher)
     graded(qtbot, window, write_disc(tmp_path / "eye.png"))
-    assert window.student.cam_target == window.student.grade  # the predicted grade by default
+    assert window.student.cam_target == "severity"  # by default the map shows what raises the grade
     window.grade_with_sublabels({"central_involvement": 1})
     qtbot.waitUntil(lambda: window.teacher is not None, timeout=WAIT_MS)
     before = window.student
     bar = window.overlay_bar
-    bar.explain.setCurrentIndex(bar.explain.findData("severity"))
-    qtbot.waitUntil(lambda: window.student.cam_target == "severity" and window.teacher is not None
-                    and window.teacher.cam_target == "severity", timeout=WAIT_MS)
+    bar.explain.setCurrentIndex(bar.explain.findData(None))
+    predicted = before.grade
+    qtbot.waitUntil(lambda: window.student.cam_target == predicted and window.teacher is not None
+                    and window.teacher.cam_target == window.teacher.grade, timeout=WAIT_MS)
     assert window.student.grade == before.grade and window.student.probabilities == before.probabilities
     assert window.teacher.sublabels_used["central_involvement"] == 1  # the same form values again
     window.close()
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    assert settings.value("cam_target") == "severity"
+    assert settings.value("cam_target") == "predicted"
     again = make_window(qtbot, tmp_path, student, teacher)
-    assert again.overlay_bar.cam_target() == "severity"
+    assert again.overlay_bar.cam_target() is None
