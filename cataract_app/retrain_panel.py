@@ -190,7 +190,9 @@ class RetrainDialog(QDialog):
         return self.run is not None and self.run.running
 
     def refresh_teachers(self) -> None:
-        self.job_box.set_teachers(self.controller.teacher_choices())
+        choices = self.controller.teacher_choices()
+        self.job_box.set_teachers(choices)
+        self.settings_box.set_teachers(choices)
 
     def start(self) -> bool:
         """Start the chosen job; False (with the reason shown) when it cannot start."""

@@ -26,7 +26,10 @@ from PySide6.QtWidgets import (
 
 from cataract_app.retrain_text import KD, SEQUENCE, TEACHER, TrainSettings
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenetv3_large_100", "convnext_nano")
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_b0", "mobilenetv3_large_100",
+                 "convnext_nano", "vit_tiny_patch16_224", "vit_small_patch16_224")
+FUSIONS = (("Concatenated tokens + transformer (concat)", "concat"), ("Co-attention (coattn)", "coattn"),
+           ("Sub-labels only, no image (mlp)", "mlp"), ("Image only, no sub-labels (none)", "none"))
 DEVICES = ("auto", "cpu", "cuda")
 MAX_PROBLEMS_SHOWN = 200
 
@@ -199,6 +202,19 @@ class SettingsBox(QGroupBox):
         self.patience = _spin(1, 1000, d.patience)
         self.token_layout = QComboBox()
         self.token_layout.addItems(["grid", "zones"])
+        self.fusion = QComboBox()
+        for label, value in FUSIONS:
+            self.fusion.addItem(label, value)
+        self.fusion.setToolTip("How a new teacher combines the image with the sub-labels (docs/results.md compares them)")
+        self.token_kd = _dspin(0.0, 10.0, d.token_kd, 2, 0.1)
+        self.token_kd.setToolTip("Weight of token distillation: the student's features matched to the teacher's "
+                                 "image tokens (0 = off)")
+        self.attn_kd = _dspin(0.0, 10.0, d.attn_kd, 2, 0.1)
+        self.attn_kd.setToolTip("Weight of attention distillation: the student's spatial attention matched to "
+                                "the teacher's CLS-to-image attention (0 = off)")
+        self.second_teacher = QComboBox()
+        self.second_teacher.setToolTip("Distil from this teacher too; each teacher is weighted by its validation QWK")
+        self.second_teacher.addItem("(none)", None)
         self.advanced = QWidget()
         adv = QFormLayout(self.advanced)
         adv.setContentsMargins(0, 0, 0, 0)
@@ -206,7 +222,11 @@ class SettingsBox(QGroupBox):
                               ("Distillation temperature", self.kd_temperature),
                               ("Distillation weight (alpha)", self.kd_alpha),
                               ("Early-stopping patience", self.patience),
-                              ("Teacher image tokens", self.token_layout)):
+                              ("Teacher fusion", self.fusion),
+                              ("Teacher image tokens", self.token_layout),
+                              ("Token distillation weight", self.token_kd),
+                              ("Attention distillation weight", self.attn_kd),
+                              ("Also distil from", self.second_teacher)):
             adv.addRow(label, widget)
         self.advanced.hide()
         self.toggle = QToolButton()
@@ -231,7 +251,18 @@ class SettingsBox(QGroupBox):
             device=self.device.currentText(), batch_size=self.batch_size.value(), lr=self.lr.value(),
             seed=self.seed.value(), kd_temperature=self.kd_temperature.value(), kd_alpha=self.kd_alpha.value(),
             patience=self.patience.value(), token_layout=self.token_layout.currentText(),
+            fusion=self.fusion.currentData(), token_kd=self.token_kd.value(), attn_kd=self.attn_kd.value(),
+            extra_teachers=tuple(p for p in [self.second_teacher.currentData()] if p),
         )
+
+    def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
+        """Offer every teacher as a second one for multi-teacher distillation; a pick stays picked."""
+        current = self.second_teacher.currentData()
+        self.second_teacher.clear()
+        self.second_teacher.addItem("(none)", None)
+        for label, path in teachers:
+            self.second_teacher.addItem(label, str(path))
+        self.second_teacher.setCurrentIndex(max(0, self.second_teacher.findData(current) if current else 0))
 
     def set_settings(self, s: TrainSettings) -> None:
         self.epochs.setValue(s.epochs)
@@ -245,3 +276,12 @@ class SettingsBox(QGroupBox):
         self.kd_alpha.setValue(s.kd_alpha)
         self.patience.setValue(s.patience)
         self.token_layout.setCurrentText(s.token_layout)
+        self.fusion.setCurrentIndex(max(0, self.fusion.findData(s.fusion)))
+        self.token_kd.setValue(s.token_kd)
+        self.attn_kd.setValue(s.attn_kd)
+        extra = s.extra_teachers[0] if s.extra_teachers else None
+        index = self.second_teacher.findData(str(extra)) if extra else 0
+        if extra and index < 0:
+            self.second_teacher.addItem(Path(extra).name, str(extra))
+            index = self.second_teacher.count() - 1
+        self.second_teacher.setCurrentIndex(index)

@@ -30,9 +30,13 @@ class TrainSettings:
     kd_alpha: float = 0.7
     patience: int = 8
     token_layout: str = "grid"
+    fusion: str = "concat"  # the teacher's: concat, coattn, mlp (sub-labels only) or none (image only)
+    token_kd: float = 0.0  # weights of token and attention-map distillation (0 = off)
+    attn_kd: float = 0.0
+    extra_teachers: tuple[str, ...] = ()  # more teachers for a kd job: a QWK-weighted ensemble
 
     def arguments(self, job: str) -> list[str]:
-        """The `train` options for `job` (kd options only for kd, the token layout only for a teacher)."""
+        """The `train` options for `job` (kd options only for kd, fusion and token layout only for a teacher)."""
         args = [
             "--arch", self.arch, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
             "--batch-size", str(self.batch_size), "--lr", repr(float(self.lr)), "--seed", str(self.seed),
@@ -40,8 +44,12 @@ class TrainSettings:
         ]
         if job == "kd":
             args += ["--kd-temperature", repr(float(self.kd_temperature)), "--kd-alpha", repr(float(self.kd_alpha))]
+            if self.token_kd > 0:
+                args += ["--token-kd", repr(float(self.token_kd))]
+            if self.attn_kd > 0:
+                args += ["--attn-kd", repr(float(self.attn_kd))]
         if job == "teacher":
-            args += ["--token-layout", self.token_layout]
+            args += ["--fusion", self.fusion, "--token-layout", self.token_layout]
         return args
 
 
@@ -58,6 +66,9 @@ def train_command(job: str, dataset: str | Path, out: str | Path, settings: Trai
     args = ["train", job, str(dataset), "--out", str(out), *settings.arguments(job), "--progress", "json"]
     if teacher is not None:
         args += ["--teacher", str(teacher)]
+        for extra in settings.extra_teachers:  # multi-teacher distillation
+            if str(extra) != str(teacher):
+                args += ["--teacher", str(extra)]
     if getattr(sys, "frozen", False):
         return sys.executable, args
     return sys.executable, ["-m", "engine", *args]

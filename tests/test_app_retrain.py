@@ -75,6 +75,39 @@ def test_train_command_runs_the_engine_in_development_and_the_app_itself_when_fr
     assert "--kd-alpha" not in args and args[args.index("--token-layout") + 1] == "grid"
 
 
+def test_method_options_reach_the_engines_train_command():
+    from engine.cli import build_parser
+
+    methods = TrainSettings(fusion="coattn", token_kd=0.5, attn_kd=1.5, extra_teachers=("/t2/bundle", "/t/bundle"),
+                            arch="vit_tiny_patch16_224")
+    _, kd_args = train_command("kd", "/data", "/runs/x", methods, teacher="/t/bundle")
+    kd = build_parser().parse_args(kd_args[2:])  # what the child process will parse
+    assert kd.teacher == ["/t/bundle", "/t2/bundle"]  # the main teacher first, no teacher twice
+    assert (kd.token_kd, kd.attn_kd, kd.arch) == (0.5, 1.5, "vit_tiny_patch16_224")
+    _, teacher_args = train_command("teacher", "/data", "/runs/y", methods)
+    teacher = build_parser().parse_args(teacher_args[2:])
+    assert teacher.fusion == "coattn" and teacher.teacher is None and teacher.token_kd == 0.0
+    _, plain = train_command("kd", "/data", "/runs/z", TrainSettings(), teacher="/t/bundle")
+    assert "--token-kd" not in plain and "--attn-kd" not in plain and plain.count("--teacher") == 1
+
+
+def test_advanced_settings_round_trip_with_a_second_teacher(qtbot, tmp_path):
+    from cataract_app.retrain_setup import SettingsBox
+
+    box = SettingsBox()
+    qtbot.addWidget(box)
+    box.set_teachers([("active teacher", tmp_path / "t1"), ("run 2", tmp_path / "t2")])
+    assert [box.second_teacher.itemText(i) for i in range(box.second_teacher.count())] == [
+        "(none)", "active teacher", "run 2"]
+    assert box.settings().extra_teachers == () and box.settings().fusion == "concat"
+    wanted = TrainSettings(fusion="none", token_kd=0.3, attn_kd=2.0, extra_teachers=(str(tmp_path / "t2"),),
+                           arch="vit_small_patch16_224")
+    box.set_settings(wanted)
+    assert box.settings() == wanted
+    box.set_teachers([("run 2", tmp_path / "t2"), ("run 3", tmp_path / "t3")])  # a refresh keeps the pick
+    assert box.settings().extra_teachers == (str(tmp_path / "t2"),)
+
+
 def test_progress_clock_gives_fraction_and_time_left():
     now = [100.0]
     clock = ProgressClock(lambda: now[0])
