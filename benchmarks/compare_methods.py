@@ -134,7 +134,9 @@ Mean ± standard deviation over seeds {seeds} on the patient-level split above
 {epochs} epochs (the MLP twice that), early stopping after {patience} epochs without
 a better validation QWK, device {device}. Parameters and CPU latency are those of the
 seed-{seed0} model: batch 1, median of 30 forwards at {size} px, {threads} thread(s),
-{machine}. Distilled students learn from the teacher(s) of the same seed.
+{machine}, measured after training (other jobs may have shared the machine). A teacher's
+latency includes its sub-label tokens. Distilled students learn from the teacher(s) of
+the same seed; the seeds column says which seeds each row has.
 
 {table}
 
@@ -172,7 +174,7 @@ def main() -> None:
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"), seeds=", ".join(map(str, args.seeds)),
         size=args.image_size, epochs=args.epochs, patience=args.patience, device=device, seed0=args.seeds[0],
         threads=torch.get_num_threads(), machine=platform.machine(), table=write_table(args, runs),
-        cmd="python benchmarks/compare_methods.py " + " ".join(sys.argv[1:]),
+        cmd=" ".join(["python benchmarks/compare_methods.py", *(a for a in sys.argv[1:] if a != "--table-only")]),
     )
     out = Path(args.out)
     old = out.read_text() if out.exists() else ""
