@@ -83,22 +83,27 @@ def train_one(name: str, seed: int, args, data: Path, runs: Path) -> Path:
     return out
 
 
-def cpu_latency_ms(bundle: Path, reps: int = 30) -> float:
-    """Median batch-1 forward time on the CPU, in inference mode, after a warm-up."""
-    model, card = load_bundle(bundle)
-    model = model.float().eval().to(memory_format=torch.channels_last)
-    n_sub = len(card.schema["sublabels"])
-    x = torch.randn(1, 3, card.image_size, card.image_size).to(memory_format=torch.channels_last)
-    args = () if card.role == "student" else (
-        torch.zeros(1, n_sub, dtype=torch.long), torch.ones(1, n_sub, dtype=torch.bool))
-    times = []
+def cpu_latencies_ms(bundles: dict[str, Path], reps: int = 100) -> dict[str, float]:
+    """Median batch-1 CPU forward time per model, in inference mode, measured round-robin
+    (one forward of each model in turn) so that load on the machine falls on all alike."""
+    runners = {}
+    for name, bundle in bundles.items():
+        model, card = load_bundle(bundle)
+        model = model.float().eval().to(memory_format=torch.channels_last)
+        n_sub = len(card.schema["sublabels"])
+        x = torch.randn(1, 3, card.image_size, card.image_size).to(memory_format=torch.channels_last)
+        args = () if card.role == "student" else (
+            torch.zeros(1, n_sub, dtype=torch.long), torch.ones(1, n_sub, dtype=torch.bool))
+        runners[name] = (model, x, args)
+    times: dict[str, list[float]] = {name: [] for name in runners}
     with torch.inference_mode():
-        for i in range(reps + 5):
-            t0 = time.perf_counter()
-            model(x, *args)
-            if i >= 5:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for i in range(reps + 10):
+            for name, (model, x, args) in runners.items():
+                t0 = time.perf_counter()
+                model(x, *args)
+                if i >= 10:
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def write_table(args, runs: Path) -> str:
@@ -107,6 +112,12 @@ def write_table(args, runs: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
+    firsts = {}
+    for name in METHODS:
+        done = [s for s in args.seeds if (runs / f"{name}-s{s}" / "bundle" / "card.json").exists()]
+        if done:
+            firsts[name] = runs / f"{name}-s{done[0]}" / "bundle"
+    latencies = cpu_latencies_ms(firsts)
     for name, (label, *_rest) in METHODS.items():
         done = [s for s in args.seeds if (runs / f"{name}-s{s}" / "bundle" / "card.json").exists()]
         if not done:
@@ -116,7 +127,7 @@ def write_table(args, runs: Path) -> str:
         first = runs / f"{name}-s{done[0]}" / "bundle"
         model, _card = load_bundle(first)
         params = count_parameters(model) / 1e6
-        latency = cpu_latency_ms(first)
+        latency = latencies[name]
         ips = statistics.median(speed(runs / f"{name}-s{s}")[0] for s in done)
         rows.append(
             f"| {label} | {', '.join(map(str, done))} | {fmt([t['acc'] for t in test])} | "
@@ -133,8 +144,8 @@ Mean ± standard deviation over seeds {seeds} on the patient-level split above
 (split seed 0), scored on the held-out **test** split. Images {size} px, up to
 {epochs} epochs (the MLP twice that), early stopping after {patience} epochs without
 a better validation QWK, device {device}. Parameters and CPU latency are those of the
-seed-{seed0} model: batch 1, median of 30 forwards at {size} px, {threads} thread(s),
-{machine}, measured after training (other jobs may have shared the machine). A teacher's
+seed-{seed0} model: batch 1, median of 100 forwards at {size} px, {threads} thread(s),
+{machine}, all models measured round-robin in one run after training. A teacher's
 latency includes its sub-label tokens. Distilled students learn from the teacher(s) of
 the same seed; the seeds column says which seeds each row has.
 
