@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from reproduce_seed import fmt, speed  # noqa: E402
+from reproduce_seed import ensure_seed_data, fmt, speed, train_printed  # noqa: E402
 
 import engine.compat  # noqa: E402,F401
 from engine.bundle import load_bundle, read_card  # noqa: E402
 from engine.models.registry import count_parameters  # noqa: E402
-from engine.train import TrainConfig, run_training  # noqa: E402
+from engine.train import TrainConfig  # noqa: E402
 
 VIT = "vit_tiny_patch16_224"
 
@@ -71,15 +71,7 @@ def train_one(name: str, seed: int, args, data: Path, runs: Path) -> Path:
         patience=args.patience, teacher=bundles[0] if bundles else None, extra_teachers=bundles[1:],
         name=f"{name}-s{seed}", **extra,
     )
-    t0 = time.perf_counter()
-
-    def show(e: dict) -> None:
-        if e["event"] == "epoch":
-            print(f"  {name} s{seed} epoch {e['epoch']:>3}/{e['epochs']} loss {e['train_loss']:.3f} "
-                  f"val acc {e['val_acc']:.3f} qwk {e['val_qwk']:.3f} ({e['images_per_s']:.0f} img/s)", flush=True)
-
-    run_training(cfg, progress=show)
-    print(f"  {name} s{seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    train_printed(cfg, f"{name} s{seed}")
     return out
 
 
@@ -172,10 +164,7 @@ def main() -> None:
     args = ap.parse_args()
 
     data, runs = Path(args.data), Path(args.runs)
-    if not (data / "labels.csv").exists():
-        from engine.data.synth import write_dataset
-
-        write_dataset(data, n=2000, seed=2024, image_size=256, label_noise=0.1, workers=2)
+    ensure_seed_data(data)
     if not args.table_only:
         for seed in args.seeds:
             for name in args.only:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -36,11 +37,11 @@ NAMES = {"teacher": "demo-fusion-teacher", "student": "demo-distilled-student"}
 
 
 def train(data: Path, runs: Path, image_size: int, epochs: int) -> dict[str, Path]:
-    from engine.data.synth import write_dataset
+    from reproduce_seed import ensure_seed_data
+
     from engine.train import TrainConfig, run_training
 
-    if not (data / "labels.csv").exists():
-        write_dataset(data, n=2000, seed=2024, image_size=256, label_noise=0.1, workers=2)
+    ensure_seed_data(data)
     common = dict(dataset=str(data), image_size=image_size, epochs=epochs, patience=5, seed=0, split_seed=0)
     teacher = runs / "teacher-s0"
     if not (teacher / "bundle" / "card.json").exists():

@@ -55,16 +55,32 @@ def train_one(name: str, seed: int, args, data: Path, runs: Path) -> Path:
         kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, feature_kd=args.feature_kd,
         sub_weight=args.sub_weight, name=f"{name}-s{seed}", **extra,
     )
+    train_printed(cfg, f"{name} s{seed}")
+    return out
+
+
+def train_printed(cfg: TrainConfig, label: str) -> None:
+    """Train, printing one line per epoch and the wall time at the end."""
     t0 = time.perf_counter()
 
     def show(e: dict) -> None:
         if e["event"] == "epoch":
-            print(f"  {name} s{seed} epoch {e['epoch']:>3}/{e['epochs']} loss {e['train_loss']:.3f} "
+            print(f"  {label} epoch {e['epoch']:>3}/{e['epochs']} loss {e['train_loss']:.3f} "
                   f"val acc {e['val_acc']:.3f} qwk {e['val_qwk']:.3f} ({e['images_per_s']:.0f} img/s)", flush=True)
 
     run_training(cfg, progress=show)
-    print(f"  {name} s{seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return out
+    print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def ensure_seed_data(data: Path, n: int = 2000, label_noise: float = 0.1) -> None:
+    """The synthetic dataset every results table uses (seed 2024, 256 px), written once."""
+    if (data / "labels.csv").exists():
+        return
+    from engine.data.synth import write_dataset
+
+    t0 = time.perf_counter()
+    write_dataset(data, n=n, seed=2024, image_size=256, label_noise=label_noise, workers=2)
+    print(f"synthetic data: {n} images in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def speed(out: Path) -> tuple[float, float]:
@@ -129,12 +145,7 @@ def main() -> None:
     args = ap.parse_args()
 
     data, runs = Path(args.data), Path(args.runs)
-    if not (data / "labels.csv").exists():
-        from engine.data.synth import write_dataset
-
-        t0 = time.perf_counter()
-        write_dataset(data, n=args.n, seed=2024, image_size=256, label_noise=args.label_noise, workers=2)
-        print(f"synthetic data: {args.n} images in {time.perf_counter() - t0:.0f} s", flush=True)
+    ensure_seed_data(data, args.n, args.label_noise)
     t_all = time.perf_counter()
     for seed in [] if args.table_only else args.seeds:
         for name in ("mlp", "plain", "teacher", "kd"):

@@ -254,11 +254,15 @@ class Grader:
     ) -> Iterator[tuple[str, GradeResult | None, str | None]]:
         """Yield (path, result, error) in input order; decoding overlaps the compute.
 
-        An unreadable file yields an error string and never stops the batch.
+        A bad CAM method or target is refused here, before any file is read; an
+        unreadable file yields an error string and never stops the batch.
         """
-        if cam:  # refuse a bad request before any file is read
-            _cam_math(cam_method), _check_target(target)
-        paths = [str(p) for p in paths]
+        if cam:
+            _cam_math(cam_method)
+            _check_target(target)
+        return self._grade_files([str(p) for p in paths], batch_size, cam, workers, sublabels, target, cam_method)
+
+    def _grade_files(self, paths, batch_size, cam, workers, sublabels, target, cam_method):
         card = self._card_for(sublabels)
 
         def load(p: str):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -100,10 +99,9 @@ def run(args: argparse.Namespace) -> int:
     rows, failures = [], 0
     try:
         graded = grader.grade_files(paths, args.batch_size, cam, args.workers, sublabels, target, args.cam_method)
-        first = next(graded, None)  # a generator: a bad CAM method is refused here, before any output
     except ValueError as e:
         raise CommandError(str(e)) from None
-    for path, result, error in itertools.chain([first] if first else [], graded):
+    for path, result, error in graded:
         if result is None:
             failures += 1
             rows.append({"file": path, "error": error})
