@@ -17,9 +17,12 @@ if TYPE_CHECKING:
 
 
 class ImageBar(QFrame):
-    """File name, its place in the folder, and previous/next buttons."""
+    """File name, its place in the folder, previous/next buttons, and the zoom and its buttons."""
 
     step_requested = Signal(int)
+    fit_requested = Signal()
+    zoom_in_requested = Signal()
+    zoom_out_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -32,15 +35,30 @@ class ImageBar(QFrame):
         self.next_button = QPushButton("Next \u203a")
         self.prev_button.setToolTip("Previous image in this folder (Left, Page Up)")
         self.next_button.setToolTip("Next image in this folder (Right, Page Down)")
+        self.zoom_label = QLabel("")
+        self.zoom_label.setObjectName("muted")
+        self.zoom_label.setMinimumWidth(48)
+        self.zoom_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        zoom_out, zoom_in, fit = QPushButton("\u2212"), QPushButton("+"), QPushButton("Fit")
+        zoom_out.setToolTip("Zoom out (Ctrl+-)")
+        zoom_in.setToolTip("Zoom in (Ctrl+=)")
+        fit.setToolTip("Fit the image to the window (Ctrl+0)")
+        for b in (zoom_out, zoom_in):
+            b.setFixedWidth(32)
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 8, 4)
         row.addWidget(self.name, 1)
-        row.addWidget(self.position)
-        row.addWidget(self.prev_button)
-        row.addWidget(self.next_button)
+        for w in (self.position, self.prev_button, self.next_button, self.zoom_label, zoom_out, zoom_in, fit):
+            row.addWidget(w)
         self.prev_button.clicked.connect(lambda: self.step_requested.emit(-1))
         self.next_button.clicked.connect(lambda: self.step_requested.emit(1))
+        fit.clicked.connect(self.fit_requested)
+        zoom_in.clicked.connect(self.zoom_in_requested)
+        zoom_out.clicked.connect(self.zoom_out_requested)
         self.show_path(None)
+
+    def show_zoom(self, scale: float) -> None:
+        self.zoom_label.setText(f"{scale * 100:.0f} %")
 
     def show_path(self, path: str | None) -> None:
         if not path:

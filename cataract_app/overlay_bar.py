@@ -1,11 +1,11 @@
-"""The strip under the image: heat-map toggle, what it explains, opacity, colour map and zoom buttons."""
+"""The strip under the image: heat-map toggle, what it explains, opacity and colour map."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSlider
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSlider
 
 COLOUR_BLIND_SAFE = ("cividis", "viridis")
 # What the heat map explains: (label, engine target). The first is the default: on single-spoke
@@ -21,9 +21,6 @@ class OverlayBar(QFrame):
     opacity_changed = Signal(float)
     colormap_changed = Signal(str)
     cam_target_changed = Signal(object)  # None or "severity"
-    fit_requested = Signal()
-    zoom_in_requested = Signal()
-    zoom_out_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -51,16 +48,6 @@ class OverlayBar(QFrame):
         self.colormap.setToolTip("Colour map of the heat map (cividis and viridis are colour-blind safe)")
         self.colormap.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colormap.setEnabled(False)  # until the engine says which maps it has
-        self.zoom_label = QLabel("")
-        self.zoom_label.setObjectName("muted")
-        self.zoom_label.setMinimumWidth(48)
-        fit = QPushButton("Fit")
-        fit.setToolTip("Fit the image to the window (Ctrl+0)")
-        zoom_out, zoom_in = QPushButton("\u2212"), QPushButton("+")
-        zoom_out.setToolTip("Zoom out (Ctrl+-)")
-        zoom_in.setToolTip("Zoom in (Ctrl+=)")
-        for b in (zoom_out, zoom_in):
-            b.setFixedWidth(32)
 
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 8, 4)
@@ -69,16 +56,11 @@ class OverlayBar(QFrame):
                   self.colormap):
             row.addWidget(w)
         row.addStretch(1)
-        for w in (self.zoom_label, zoom_out, zoom_in, fit):
-            row.addWidget(w)
 
         self.toggle.toggled.connect(self._on_toggled)
         self.opacity.valueChanged.connect(self._on_opacity)
         self.colormap.currentTextChanged.connect(self._on_colormap)
         self.explain.currentIndexChanged.connect(lambda _i: self.cam_target_changed.emit(self.cam_target()))
-        fit.clicked.connect(self.fit_requested)
-        zoom_in.clicked.connect(self.zoom_in_requested)
-        zoom_out.clicked.connect(self.zoom_out_requested)
 
     def set_colormaps(self, names: Sequence[str], current: str | None = None) -> None:
         """Offer `names`, marking the colour-blind-safe ones, and select `current` if offered."""
@@ -108,9 +90,6 @@ class OverlayBar(QFrame):
 
     def set_opacity(self, percent: int) -> None:
         self.opacity.setValue(percent)
-
-    def show_zoom(self, scale: float) -> None:
-        self.zoom_label.setText(f"{scale * 100:.0f} %")
 
     def _on_toggled(self, checked: bool) -> None:
         self.opacity.setEnabled(checked)
