@@ -66,7 +66,7 @@ def make_bundle(folder: Path, size: int, arch: str) -> Path:
 
 
 def sample_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    from engine.data.synth import render_sample
+    from engine.synth.sheet import render_sample
 
     rng = np.random.default_rng(seed)
     return [render_sample(rng, image_size=size).image for _ in range(n)]

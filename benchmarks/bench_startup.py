@@ -82,7 +82,7 @@ def make_image(path: Path) -> str:
     import cv2
     import numpy as np
 
-    from engine.data.synth import render_sample
+    from engine.synth.sheet import render_sample
 
     rgb = render_sample(np.random.default_rng(0), image_size=512, target_grade=3).image
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

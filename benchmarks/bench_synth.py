@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.data.synth import render_sample, write_dataset  # noqa: E402
+from engine.synth.sheet import render_sample, write_dataset  # noqa: E402
 
 
 def in_memory(n: int, size: int, balanced: bool) -> float:

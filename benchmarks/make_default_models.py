@@ -54,8 +54,8 @@ def train(data: Path, runs: Path, image_size: int, epochs: int) -> dict[str, Pat
 
 def check_fp16(fp32: Path, fp16: Path, role: str) -> float:
     """Largest probability difference between the fp32 and fp16 bundles on a few images."""
-    from engine.data.synth import render_sample
     from engine.data.transforms import preprocess_eval
+    from engine.synth.sheet import render_sample
 
     m32, card = load_bundle(fp32, expect_role=role)
     m16, _ = load_bundle(fp16, expect_role=role)

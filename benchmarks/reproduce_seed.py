@@ -76,7 +76,7 @@ def ensure_seed_data(data: Path, n: int = 2000, label_noise: float = 0.1) -> Non
     """The synthetic dataset every results table uses (seed 2024, 256 px), written once."""
     if (data / "labels.csv").exists():
         return
-    from engine.data.synth import write_dataset
+    from engine.synth.sheet import write_dataset
 
     t0 = time.perf_counter()
     write_dataset(data, n=n, seed=2024, image_size=256, label_noise=label_noise, workers=2)

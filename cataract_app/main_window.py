@@ -14,17 +14,10 @@ from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
-from cataract_app.chrome import ImageBar, StatusLine, build_menus
-from cataract_app.compare_panel import ComparePanel
-from cataract_app.grade_panel import GradePanel
-from cataract_app.image_view import ImageView
-from cataract_app.navigation import RecentFiles, step_image, supported_extensions
-from cataract_app.overlay_bar import OverlayBar
-from cataract_app.reader import ImageReader
-from cataract_app.resources import app_icon_path
-from cataract_app.retrain_controller import TrainingController
-from cataract_app.sublabel_form import SubLabelForm
-from cataract_app.worker import (
+from cataract_app.grading.compare_panel import ComparePanel
+from cataract_app.grading.grade_panel import GradePanel
+from cataract_app.grading.sublabel_form import SubLabelForm
+from cataract_app.grading.worker import (
     STUDENT,
     TEACHER,
     GradeRequest,
@@ -33,6 +26,13 @@ from cataract_app.worker import (
     ModelSummary,
     build_grader,
 )
+from cataract_app.resources import app_icon_path
+from cataract_app.retrain.controller import TrainingController
+from cataract_app.viewer.image_view import ImageView
+from cataract_app.viewer.navigation import RecentFiles, step_image, supported_extensions
+from cataract_app.viewer.overlay_bar import OverlayBar
+from cataract_app.viewer.reader import ImageReader
+from cataract_app.window_chrome import ImageBar, StatusLine, build_menus
 from engine.results import GradeResult
 
 NO_TEACHER = "Sub-labels need a fusion teacher model and none is loaded; start the app with --teacher BUNDLE to use them."

@@ -74,7 +74,7 @@ class TrainingJob:
     """The micro training job: 16 synthetic 64 px images, one epoch at 32 px, as a child process."""
 
     def __init__(self, scratch: Path) -> None:
-        from engine.data.synth import write_dataset
+        from engine.synth.sheet import write_dataset
 
         data = write_dataset(scratch / "data", n=16, seed=0, image_size=64, balanced=True)
         self.out = scratch / "run"
@@ -155,8 +155,8 @@ def check_window(student: Path, teacher: Path, device: str, scratch: Path) -> st
     from PySide6.QtGui import QGuiApplication
 
     from cataract_app.app import make_application
+    from cataract_app.grading.worker import LoadOptions
     from cataract_app.main_window import MainWindow
-    from cataract_app.worker import LoadOptions
 
     app = make_application()
     settings = QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat)

@@ -15,7 +15,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.data.synth import render_sample  # noqa: E402
+from engine.synth.sheet import render_sample  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "samples" / "eye-sample.jpg"
 

@@ -13,7 +13,7 @@ import engine.compat  # noqa: E402,F401  (before anything imports torchvision)
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """32 synthetic images at 64 px with labels.csv and schema.json (shared, read-only)."""
-    from engine.data.synth import write_dataset
+    from engine.synth.sheet import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data", n=32, seed=7, image_size=64, balanced=True)
 

@@ -7,8 +7,8 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from cataract_app.about import about_html, metrics_summary
-from cataract_app.navigation import MAX_RECENT, RecentFiles, position_in_folder, sibling_images, step_image
-from cataract_app.worker import STUDENT, GradingService, ModelSummary, user_message
+from cataract_app.grading.worker import STUDENT, GradingService, ModelSummary, user_message
+from cataract_app.viewer.navigation import MAX_RECENT, RecentFiles, position_in_folder, sibling_images, step_image
 from engine.io import ImageReadError
 from engine.results import GradeResult, ModelInfo
 from engine.schema import DEFAULT_SCHEMA
@@ -140,7 +140,7 @@ def test_about_lists_version_cards_metrics_notice_and_disclaimer():
 
 @pytest.mark.parametrize("notice", [None, "Demo model - not for clinical use."])
 def test_grade_panel_shows_the_banner_only_with_a_notice(qtbot, notice):
-    from cataract_app.grade_panel import GradePanel
+    from cataract_app.grading.grade_panel import GradePanel
 
     panel = GradePanel()
     qtbot.addWidget(panel)

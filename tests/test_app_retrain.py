@@ -11,10 +11,10 @@ import pytest
 from helpers import write_disc
 from PySide6.QtCore import QSettings
 
-from cataract_app.curves import LineChart, nice_ticks
+from cataract_app.grading.worker import LoadOptions
 from cataract_app.main_window import MainWindow
-from cataract_app.retrain_text import SEQUENCE, TEACHER, ProgressClock, TrainSettings, describe, train_command
-from cataract_app.worker import LoadOptions
+from cataract_app.retrain.curves import LineChart, nice_ticks
+from cataract_app.retrain.job_logic import SEQUENCE, TEACHER, ProgressClock, TrainSettings, describe, train_command
 from engine.model_store import ModelStore
 
 JOB_MS = 240_000  # a 1-epoch job is 10-20 s on two cores, more when they are busy
@@ -92,7 +92,7 @@ def test_method_options_reach_the_engines_train_command():
 
 
 def test_advanced_settings_round_trip_with_a_second_teacher(qtbot, tmp_path):
-    from cataract_app.retrain_setup import SettingsBox
+    from cataract_app.retrain.setup import SettingsBox
 
     box = SettingsBox()
     qtbot.addWidget(box)

@@ -6,10 +6,10 @@ from helpers import write_disc
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QSpinBox
 
-from cataract_app.compare_panel import ComparePanel
+from cataract_app.grading.compare_panel import ComparePanel
+from cataract_app.grading.sublabel_form import CONFIRMED, SUGGESTED, SubLabelForm
+from cataract_app.grading.worker import LoadOptions
 from cataract_app.main_window import MainWindow
-from cataract_app.sublabel_form import CONFIRMED, SUGGESTED, SubLabelForm
-from cataract_app.worker import LoadOptions
 from engine.results import GradeResult, ModelInfo
 from engine.schema import DEFAULT_SCHEMA
 

@@ -7,8 +7,8 @@ from helpers import write_disc
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from cataract_app.grading.worker import LoadOptions
 from cataract_app.main_window import MainWindow
-from cataract_app.worker import LoadOptions
 
 WAIT_MS = 60_000
 
@@ -134,7 +134,7 @@ def test_zoom_keys_and_fit(qtbot, window, images):
 def test_an_empty_heat_map_is_explained_not_silent(qtbot, window, images):
     from dataclasses import replace
 
-    from cataract_app.worker import TEACHER, GradeRequest
+    from cataract_app.grading.worker import TEACHER, GradeRequest
 
     result = open_and_wait(qtbot, window, images[0])
     empty = replace(result, cam=np.zeros_like(result.cam))

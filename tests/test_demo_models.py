@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from engine.bundle import read_card
-from engine.data.synth import render_sample
 from engine.resources import default_model_dir
+from engine.synth.sheet import render_sample
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_defaults_grade_a_synthetic_photo_with_both_models(grader):
 
 
 def _single_spoke(seed: int, angle: float):
-    from engine.data.synth_geometry import Spoke
+    from engine.synth.geometry import Spoke
 
     rng = np.random.default_rng(seed)
     return render_sample(rng, image_size=256, spokes=[Spoke(angle=angle, half_width=6, reach=0.7, density=0.9)])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.data.synth import (
+from engine.schema import DEFAULT_SCHEMA, Schema
+from engine.synth.sheet import (
     Spoke,
     SynthError,
     contact_sheet,
@@ -19,7 +20,6 @@ from engine.data.synth import (
     render_sample,
     write_dataset,
 )
-from engine.schema import DEFAULT_SCHEMA, Schema
 
 NAMES = DEFAULT_SCHEMA.names
 

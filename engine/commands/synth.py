@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
-    from engine.data.synth import SynthError, write_dataset
+    from engine.synth.sheet import SynthError, write_dataset
 
     _check(args)
     start = time.perf_counter()

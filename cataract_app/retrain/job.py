@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from cataract_app.retrain_text import ROLE_OF_JOB, TrainSettings, child_environment, describe, train_command
+from cataract_app.retrain.job_logic import ROLE_OF_JOB, TrainSettings, child_environment, describe, train_command
 
 GRACE_MS = 700  # between SIGTERM and SIGKILL; the whole stop stays well under 2 s
 TAIL_LINES = 40

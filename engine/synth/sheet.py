@@ -5,10 +5,10 @@ Each sample draws cortical spokes (dark radial shadows growing from the lens edg
 the centre) as an opacity mask, measures the six sub-labels and the grade from that
 mask (see `grade_from_measurements`), then photographs it with realistic nuisances:
 pupil size and decentration, illumination fall-off, vignetting, Purkinje glare, lid and
-lash shadows, defocus, sensor noise, white balance and JPEG artefacts. See synth_sample
-for label noise, synth_geometry for the spoke spec and the measurements.
+lash shadows, defocus, sensor noise, white balance and JPEG artefacts. See synth.sample
+for label noise, synth.geometry for the spoke spec and the measurements.
 
-Run `python -m engine.data.synth --figure docs/synthetic-grades.png` for a contact sheet.
+Run `python -m engine.synth.sheet --figure docs/synthetic-grades.png` for a contact sheet.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.data.synth_geometry import Spoke, SynthError, grade_from_measurements, measure_mask
-from engine.data.synth_io import write_dataset
-from engine.data.synth_sample import SynthSample, render_sample
 from engine.schema import NUM_GRADES
+from engine.synth.geometry import Spoke, SynthError, grade_from_measurements, measure_mask
+from engine.synth.sample import SynthSample, render_sample
+from engine.synth.writer import write_dataset
 
 __all__ = [
     "Spoke",
@@ -82,8 +82,8 @@ def _label_tile(s: SynthSample, size: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.data.synth --figure PATH`: write the contact sheet."""
-    parser = argparse.ArgumentParser(prog="python -m engine.data.synth", description=__doc__.splitlines()[0])
+    """`python -m engine.synth.sheet --figure PATH`: write the contact sheet."""
+    parser = argparse.ArgumentParser(prog="python -m engine.synth.sheet", description=__doc__.splitlines()[0])
     parser.add_argument("--figure", type=Path, required=True, help="PNG to write the contact sheet to")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=256)

@@ -14,8 +14,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QStandardPaths
 from PySide6.QtWidgets import QMessageBox
 
-from cataract_app.retrain_job import GRACE_MS
-from cataract_app.worker import LoadOptions
+from cataract_app.grading.worker import LoadOptions
+from cataract_app.retrain.job import GRACE_MS
 from engine.model_store import ROLES, STORE_ENV, ModelStore, default_store_root
 
 STOP_WAIT_MS = 2000
@@ -123,7 +123,7 @@ class TrainingController(QObject):
     # ---- dialogs and closing ----------------------------------------------------------------------
     def open_retrain(self):
         if self.retrain_dialog is None:
-            from cataract_app.retrain_panel import RetrainDialog
+            from cataract_app.retrain.panel import RetrainDialog
 
             self.retrain_dialog = RetrainDialog(self, self.window)
         self.retrain_dialog.refresh_teachers()
@@ -134,7 +134,7 @@ class TrainingController(QObject):
 
     def open_models(self):
         if self.models_dialog is None:
-            from cataract_app.models_dialog import ModelsDialog
+            from cataract_app.retrain.models_dialog import ModelsDialog
 
             self.models_dialog = ModelsDialog(self, self.window)
         self.models_dialog.refresh()

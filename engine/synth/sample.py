@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.data.synth_geometry import PupilFrame, SynthError, as_spoke, draw_polar, grade_from_measurements
-from engine.data.synth_render import Session, draw_session, place_pupil, render_image
-from engine.data.synth_sampling import NATURAL_PRIOR, sample_spokes
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
+from engine.synth.geometry import PupilFrame, SynthError, as_spoke, draw_polar, grade_from_measurements
+from engine.synth.render import Session, draw_session, place_pupil, render_image
+from engine.synth.spokes import NATURAL_PRIOR, sample_spokes
 
 MAX_ATTEMPTS = 40  # geometry re-draws when aiming at a target grade
 

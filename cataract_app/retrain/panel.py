@@ -1,7 +1,7 @@
 """The retrain panel: check a dataset, train in a child process with live progress, compare, promote.
 
-Training never runs in the app's process (retrain_job); checks and evaluations run on a pool
-thread (retrain_tasks), so the window stays responsive throughout. Only the Promote button
+Training never runs in the app's process (retrain.job); checks and evaluations run on a pool
+thread (retrain.tasks), so the window stays responsive throughout. Only the Promote button
 changes the active model, through the window's TrainingController.
 """
 
@@ -29,12 +29,12 @@ from PySide6.QtWidgets import (
 )
 
 from cataract_app import theme
-from cataract_app.curves import LineChart
-from cataract_app.retrain_compare import ComparePane, evaluate_pair
-from cataract_app.retrain_job import JobOutcome, Step, TrainingRun
-from cataract_app.retrain_setup import DatasetBox, JobBox, SettingsBox
-from cataract_app.retrain_tasks import TaskRunner
-from cataract_app.retrain_text import KD, ROLE_OF_JOB, SEQUENCE, TEACHER, ProgressClock, format_duration
+from cataract_app.retrain.compare import ComparePane, evaluate_pair
+from cataract_app.retrain.curves import LineChart
+from cataract_app.retrain.job import JobOutcome, Step, TrainingRun
+from cataract_app.retrain.job_logic import KD, ROLE_OF_JOB, SEQUENCE, TEACHER, ProgressClock, format_duration
+from cataract_app.retrain.setup import DatasetBox, JobBox, SettingsBox
+from cataract_app.retrain.tasks import TaskRunner
 
 LOG_COLORS = {"info": theme.TEXT, "stderr": theme.MUTED, "error": theme.ERROR_TEXT}
 TAIL_SHOWN = 12

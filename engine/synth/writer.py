@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.data.synth_geometry import SynthError
-from engine.data.synth_render import draw_session
-from engine.data.synth_sample import render_sample
 from engine.fsutil import atomic_write_text
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
+from engine.synth.geometry import SynthError
+from engine.synth.render import draw_session
+from engine.synth.sample import render_sample
 
 JPEG_QUALITY = 92
 EYES = ("OD", "OS")

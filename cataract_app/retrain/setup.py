@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cataract_app.retrain_text import KD, SEQUENCE, TEACHER, TrainSettings
+from cataract_app.retrain.job_logic import KD, SEQUENCE, TEACHER, TrainSettings
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_b0", "mobilenetv3_large_100",
                  "convnext_nano", "vit_tiny_patch16_224", "vit_small_patch16_224")

@@ -13,7 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from engine.data.synth_geometry import polar_frame, pupil_window
+from engine.synth.geometry import polar_frame, pupil_window
 
 
 @dataclass(frozen=True)

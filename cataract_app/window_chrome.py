@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMenu, QPushButton, QStatusBar
 
 from cataract_app import theme
-from cataract_app.navigation import position_in_folder
+from cataract_app.viewer.navigation import position_in_folder
 
 if TYPE_CHECKING:
     from cataract_app.main_window import MainWindow

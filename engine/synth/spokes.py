@@ -1,14 +1,14 @@
 """Spoke geometry drawn per target grade: each recipe aims at one grade; the caller measures.
 
 The recipes only aim. The grade that counts is always the one measured from the drawn
-mask (see synth_geometry.measure), so a recipe that misses simply yields another grade.
+mask (see synth.geometry.measure_mask), so a recipe that misses simply yields another grade.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.data.synth_geometry import Spoke
+from engine.synth.geometry import Spoke
 
 # Share of each grade aimed at when grades are not balanced: a clinic sees many eyes
 # with little or no cortical opacity and few with coalescent cataract.

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from cataract_app import theme
-from cataract_app.prob_bars import ProbabilityBars
+from cataract_app.grading.prob_bars import ProbabilityBars
 from engine.results import GradeResult, ModelInfo
 
 ROLE_NAMES = {"student": "image-only model", "teacher": "fusion model (image + sub-labels)"}

@@ -1,0 +1,1 @@
+"""The viewer wing: the photograph, its heat-map layer, zoom, and where the next image comes from."""

@@ -1,0 +1,1 @@
+"""The synthetic retro-illumination generator: geometry, spoke sampling, rendering, dataset writer."""
