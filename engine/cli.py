@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("engine.commands.evaluate", "score a model bundle on a dataset split"),
     "predict": ("engine.commands.predict", "grade images (student, or fusion teacher with --sublabels)"),
     "models": ("engine.commands.models", "list trained models, show the active ones, promote or switch back"),
+    "cases": ("engine.commands.cases", "the case log: record graded images, review them, export the reviewed ones"),
 }
 
 

@@ -207,18 +207,18 @@ class _Damaged(Exception):
     pass
 
 
+def _damage_or_sentence(e: sqlite3.DatabaseError, path: Path) -> Exception:
+    return _Damaged(str(e)) if error_code(e) in (_CORRUPT, _NOTADB) else sentence(e, path)
+
+
 def _inspect(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a foreign or newer file; raise _Damaged for one SQLite cannot read."""
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    try:  # read-only looks first: a file that is not ours is left exactly as it was
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        check = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if tables else "ok"
     except sqlite3.DatabaseError as e:
-        if error_code(e) in (_CORRUPT, _NOTADB):
-            raise _Damaged(str(e)) from None
-        raise sentence(e, path) from None
+        raise _damage_or_sentence(e, path) from None
     if app_id != APPLICATION_ID and (app_id != 0 or tables):
         shown = ", ".join(tables[:5]) or "none"
         raise CaseLogError(f"{path} is another program's SQLite database (tables: {shown}), not a case log; "
@@ -227,8 +227,13 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> None:
         raise CaseLogError(f"the case database {path} was written by a newer Cataract Grader (schema version "
                            f"{version}; this one reads up to {SCHEMA_VERSION}); update the app, or choose another "
                            "file with --db")
-    if check != "ok":
-        raise _Damaged(f"integrity check: {check}")
+    try:
+        check = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if tables else "ok"
+        if check != "ok":
+            raise _Damaged(f"integrity check: {check}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise _damage_or_sentence(e, path) from None
     if mode.lower() != "wal":
         raise CaseLogError(f"the case database {path} cannot use write-ahead logging (journal mode stays {mode!r}); "
                            "keep it on a local disk, not a network share")
@@ -261,25 +266,24 @@ def open_database(path: str | Path) -> tuple[sqlite3.Connection, list[str]]:
         raise CaseLogError(f"the folder for the case database {p} cannot be made ({e.strerror or e})") from None
     notices: list[str] = []
     for attempt in (1, 2):
+        conn = None
         try:
             conn = connect(p)
-        except sqlite3.Error as e:
-            raise sentence(e, p) from None
-        try:
             _inspect(conn, p)
             migrate(conn)
             return conn, notices
-        except _Damaged as damage:
-            conn.close()
+        except (_Damaged, sqlite3.DatabaseError) as damage:
+            if conn is not None:
+                conn.close()
+            if not isinstance(damage, _Damaged) and error_code(damage) not in (_CORRUPT, _NOTADB):
+                raise sentence(damage, p) from None
             if attempt == 2:
                 raise CaseLogError(f"the case database {p} is still damaged after being set aside ({damage})") from None
             aside = set_aside(p)
             notices.append(f"The case database {p} was damaged ({damage}); it was set aside as {aside.name} "
                            "and a new, empty case log was started. The old file is kept for recovery.")
-        except sqlite3.Error as e:
-            conn.close()
-            raise sentence(e, p) from None
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
     raise AssertionError("unreachable")
