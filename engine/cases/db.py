@@ -2,11 +2,15 @@
 
 One SQLite file (standard library) beside the model store: CATARACT_GRADER_CASES_DB, else
 `cases.sqlite3` in the store folder (CATARACT_GRADER_HOME or the app-data folder). It runs in
-WAL mode with synchronous=FULL (a committed case survives a kill and a power cut), a busy
-timeout (the app and the CLI write at the same time) and foreign keys. `PRAGMA user_version`
-is the schema version and `application_id` marks the file as ours. A file that SQLite calls
-damaged is set aside under a timestamped name and a new one is started, with a notice; a
-file from a newer version, or another program's database, is refused; nothing is emptied.
+WAL mode with a busy timeout (the app and the CLI write at the same time) and foreign keys.
+Every commit survives a killed process. A commit that holds only a model's output (an
+answer, with no patient details or sub-labels typed with it) skips the fsync: after a power
+cut it may roll back, and grading the image again restores it. Every commit that holds what a
+person entered (a review, an edit, details) is fsynced, and makes every earlier one durable too.
+`PRAGMA user_version` is the schema version and `application_id` marks the file as ours. A
+file that SQLite calls damaged is set aside under a timestamped name and a new one is started,
+with a notice; a file from a newer version, or another program's database, is refused;
+nothing is emptied.
 """
 
 from __future__ import annotations
@@ -80,8 +84,14 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so two writers queue instead of deadlocking."""
+def transaction(conn: sqlite3.Connection, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT: the write lock is taken up front, so two writers queue instead of deadlocking.
+
+    Every commit survives a killed process. A durable one (synchronous=FULL) also survives a power
+    cut, and makes every earlier commit in the WAL durable with it; a non-durable one
+    (synchronous=NORMAL) skips the fsync and may roll back after a power cut.
+    """
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

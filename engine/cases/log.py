@@ -31,6 +31,7 @@ from engine.cases.model import (
     check_file,
     check_grade,
     check_patient_id,
+    check_sha256,
     check_visit_date,
     now_utc,
     probabilities_ok,
@@ -81,12 +82,12 @@ class CaseLog:
         self.close()
 
     @contextmanager
-    def _guard(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+    def _guard(self, write: bool = False, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """The connection, under the lock, inside a transaction when writing; SQLite errors become sentences."""
         with self._lock:
             try:
                 if write:
-                    with db.transaction(self._conn) as conn:
+                    with db.transaction(self._conn, durable) as conn:
                         yield conn
                 else:
                     yield self._conn
@@ -96,12 +97,14 @@ class CaseLog:
     # ---- recording ------------------------------------------------------------------------------
     def record(self, result: GradeResult, image: str | Path | None = None, *, patient_id: str | None = None,
                eye: str | None = None, visit_date: str | None = None, gate: object = None,
-               sublabels: Mapping[str, int | None] | None = None, user: str | None = None) -> Case:
+               sublabels: Mapping[str, int | None] | None = None, user: str | None = None,
+               image_sha256: str | None = None) -> Case:
         """Keep a graded image: a new case, or one more answer on the case of the same photograph.
 
         `image` defaults to the result's source file. Patient, eye and date fill blanks of an
         existing case; a different value is refused rather than overwritten. `gate` is the input
         gate's result (a dict or dataclass); `sublabels` are the values the clinician entered.
+        `image_sha256` may be given when the caller hashed the file already (while the model ran).
         """
         source = image if image is not None else result.source
         if source is None:
@@ -110,12 +113,10 @@ class CaseLog:
         _check_result(result)
         details = {"patient_id": check_patient_id(patient_id), "eye": check_eye(eye),
                    "visit_date": check_visit_date(visit_date)}
-        try:
-            sha = sha256_file(path)
-        except OSError as e:
-            raise CaseLogError(f"the image {path} cannot be read to record it ({e.strerror or e})") from None
+        sha = check_sha256(image_sha256) if image_sha256 is not None else hash_image(path)
         who, at = user or self.user, now_utc()
-        with self._guard(write=True) as conn:
+        typed = sublabels is not None or any(v is not None for v in details.values())
+        with self._guard(write=True, durable=typed) as conn:  # only what a person typed needs the fsync
             case_id = queries.find_by_image(conn, sha)
             if case_id is None:
                 case_id = self._new_case(conn, path, sha, details, at, who)
@@ -137,7 +138,7 @@ class CaseLog:
             sha = sha256_file(case.image_path)
         except OSError:
             sha = case.image_sha256  # graded from an array or a copy while the file is away
-        with self._guard(write=True) as conn:
+        with self._guard(write=True, durable=False) as conn:
             self._add_answer(conn, case.id, result, sha, now_utc(), user or self.user)
         return self.get(case_id)
 
@@ -304,6 +305,14 @@ class CaseLog:
         from engine.cases.export import export_reviewed
 
         return export_reviewed(self, out, **options)
+
+
+def hash_image(path: str | Path) -> str:
+    """The SHA-256 that identifies a photograph, or CaseLogError when the file cannot be read."""
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        raise CaseLogError(f"the image {path} cannot be read to record it ({e.strerror or e})") from None
 
 
 def _check_result(result: GradeResult) -> None:

@@ -146,6 +146,12 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(text: str) -> str:
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise CaseLogError(f"{text!r} is not a SHA-256 (64 lower-case hexadecimal digits)")
+    return text
+
+
 def check_file(path: str, sha256: str) -> FileCheck:
     """Compare the file at `path` with the hash recorded for the case."""
     p = Path(path)

@@ -105,7 +105,10 @@ def _grader(args: argparse.Namespace):
 
 
 def _add(log, args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from engine.cases import CaseLogError
+    from engine.cases.log import hash_image
     from engine.cli import CommandError
     from engine.commands.predict import _inputs, _parse_sublabels
 
@@ -122,18 +125,22 @@ def _add(log, args: argparse.Namespace) -> int:
             raise CommandError("--sublabels needs a fusion teacher model, and none is installed (pass --teacher)")
         teacher = {p: r for p, r, _e in grade_paths(grader, paths, sublabels)}
     done = 0
-    for path, result, error in grade_paths(grader, paths):
-        try:
-            if result is None:
-                raise CaseLogError(error or "it could not be graded")
-            case = log.record(result, patient_id=args.patient, eye=args.eye, visit_date=args.date, sublabels=sublabels)
-            if teacher.get(path) is not None:
-                case = log.record(teacher[path], patient_id=args.patient, eye=args.eye, visit_date=args.date)
-        except CaseLogError as e:
-            print(f"{path}: error: {e}", file=sys.stderr)
-            continue
-        done += 1
-        _print_summary(case, args.json)
+    details = {"patient_id": args.patient, "eye": args.eye, "visit_date": args.date}
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the files are hashed while the model runs
+        hashes = {p: pool.submit(hash_image, p) for p in paths}
+        for path, result, error in grade_paths(grader, paths):
+            try:
+                if result is None:
+                    raise CaseLogError(error or "it could not be graded")
+                sha = hashes[path].result()
+                case = log.record(result, **details, sublabels=sublabels, image_sha256=sha)
+                if teacher.get(path) is not None:
+                    case = log.record(teacher[path], **details, image_sha256=sha)
+            except CaseLogError as e:
+                print(f"{path}: error: {e}", file=sys.stderr)
+                continue
+            done += 1
+            _print_summary(case, args.json)
     print(f"{done} of {len(paths)} images recorded in {log.path}", file=sys.stderr)
     if done == 0:
         raise CommandError("no image was recorded")
