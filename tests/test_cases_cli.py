@@ -168,3 +168,19 @@ def test_a_newer_database_is_refused_by_the_cli(tmp_path, capsys):
         log._conn.execute("PRAGMA user_version = 99")
     code, _out, err = _run(capsys, "list", "--db", str(db))
     assert code == 2 and "written by a newer Cataract Grader" in err
+
+
+def test_export_since_active_starts_at_the_active_students_training_date(recorded, tmp_path, capsys):
+    from engine.bundle import read_card
+    from engine.cases import active_model_trained_at
+    from engine.resources import default_model_dir
+
+    db, _folder, _lines = recorded
+    assert active_model_trained_at() == read_card(default_model_dir("student")).created  # nothing promoted in tests
+    _run(capsys, "agree", "1", "--db", str(db))
+    with CaseLog.open(db) as log, log._guard(write=True) as conn:  # a review from before that model was trained
+        conn.execute("UPDATE cases SET reviewed_at = '2000-01-01T00:00:00.000000Z' WHERE id = 1")
+    _run(capsys, "agree", "2", "--db", str(db))
+    code, out, _err = _run(capsys, "export", str(tmp_path / "new"), "--since", "active", "--db", str(db))
+    assert code == 0 and "1 reviewed cases written" in out
+    assert [r.rel_path for r in validate_dataset(tmp_path / "new").records] == ["images/000002.png"]

@@ -213,3 +213,22 @@ def test_two_processes_creating_the_same_new_database_agree_on_its_schema(tmp_pa
     assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
     with CaseLog.open(path) as log:
         assert log.count() == 6
+
+
+def test_model_output_commits_without_an_fsync_and_what_a_person_enters_with_one(tmp_path):
+    with CaseLog.open(tmp_path / "c.sqlite3") as log:
+        seen = []
+        log._conn.set_trace_callback(seen.append)
+
+        def mode_of_last_write():
+            begin = max(i for i, s in enumerate(seen) if s == "BEGIN IMMEDIATE")
+            return seen[begin - 1]
+
+        case = log.record(result(write_image(tmp_path / "a.png", seed=1)))
+        assert mode_of_last_write() == "PRAGMA synchronous = NORMAL"
+        log.record(result(write_image(tmp_path / "b.png", seed=2)), patient_id="P1")
+        assert mode_of_last_write() == "PRAGMA synchronous = FULL"
+        for action in (lambda: log.agree(case.id), lambda: log.set_details(case.id, eye="OD"),
+                       lambda: log.correct(case.id, 5), lambda: log.reopen(case.id)):
+            action()
+            assert mode_of_last_write() == "PRAGMA synchronous = FULL"

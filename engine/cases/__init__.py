@@ -12,7 +12,7 @@ review (the review-order formula), export (the dataset folder), log (CaseLog its
 """
 
 from engine.cases.db import DB_ENV, SCHEMA_VERSION, default_db_path
-from engine.cases.export import LINK_MODES, ExportResult, export_reviewed
+from engine.cases.export import LINK_MODES, ExportResult, active_model_trained_at, export_reviewed
 from engine.cases.log import CaseLog, current_user
 from engine.cases.model import (
     AGREED,
@@ -33,5 +33,5 @@ from engine.cases.review import ReviewScore, score
 __all__ = [
     "AGREED", "CORRECTED", "DB_ENV", "EYES", "LINK_MODES", "OPEN", "SCHEMA_VERSION", "SORT_KEYS", "STATUSES",
     "Answer", "AuditEntry", "Case", "CaseFilter", "CaseLog", "CaseLogError", "CaseSummary", "ExportResult",
-    "FileCheck", "ReviewScore", "current_user", "default_db_path", "export_reviewed", "score",
+    "FileCheck", "ReviewScore", "active_model_trained_at", "current_user", "default_db_path", "export_reviewed", "score",
 ]

@@ -48,6 +48,18 @@ class ExportResult:
     link: str  # how the images were placed ("copy" when hard links were not possible)
 
 
+def active_model_trained_at(store_root: str | Path | None = None, role: str = "student") -> str:
+    """When the active model was trained (its card's date): where "cases reviewed since" starts."""
+    from engine.bundle import read_card
+    from engine.model_store import ModelStore, default_store_root
+
+    path = ModelStore(store_root or default_store_root()).active(role)
+    try:
+        return read_card(path).created
+    except ValueError as e:
+        raise CaseLogError(f"the active {role}'s training date cannot be read ({e})") from None
+
+
 def neutralise(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
     text = "" if value is None else str(value)

@@ -270,25 +270,14 @@ def _next(log, args: argparse.Namespace) -> int:
 def _export(log, args: argparse.Namespace) -> int:
     since = args.since
     if since is not None and since.strip().lower() == "active":
-        since = active_model_date()
+        from engine.cases.export import active_model_trained_at
+
+        since = active_model_trained_at()
     result = log.export(args.out, since=since, link=args.link, patient_id=args.patient)
     for case_id, why in result.skipped:
         print(f"case {case_id} left out: {why}", file=sys.stderr)
     print(f"{result.rows} reviewed cases written to {result.folder} (images: {result.link})")
     return 0
-
-
-def active_model_date() -> str:
-    """When the active student was trained (its card's date): 'cases reviewed since' starts there."""
-    from engine.bundle import read_card
-    from engine.cli import CommandError
-    from engine.model_store import ModelStore, default_store_root
-
-    path = ModelStore(default_store_root()).active("student")
-    try:
-        return read_card(path).created
-    except ValueError as e:
-        raise CommandError(f"the active student's training date cannot be read ({e})") from None
 
 
 ACTIONS = {"add": _add, "list": _list, "show": _show, "agree": _agree, "correct": _correct, "reopen": _reopen,
