@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from engine.errors import EngineError
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
@@ -41,7 +42,7 @@ DEMO_NOTICE = "Demo model trained on synthetic images - not for clinical use."
 REQUIRED_FIELDS = ("format_version", "role", "name", "arch", "arch_config", "image_size", "mean", "std", "grades", "schema")
 
 
-class BundleError(ValueError):
+class BundleError(EngineError):
     """A model bundle that cannot be written, read or used, with the reason in one sentence."""
 
 

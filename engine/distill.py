@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.errors import EngineError
 from engine.schema import NUM_GRADES
 
 
-class DistillError(ValueError):
+class DistillError(EngineError):
     """A loss or teacher configured or fed in a way that cannot work."""
 
 

@@ -24,6 +24,7 @@ import engine.compat  # noqa: F401  (before pytorch_grad_cam)
 from engine.bundle import ModelCard, load_bundle
 from engine.data.dataset import preprocess_eval
 from engine.device import pick_device
+from engine.errors import EngineError
 from engine.evaluation import autocast_for
 from engine.io import read_image
 from engine.resources import default_model_dir
@@ -34,7 +35,7 @@ CAM_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam")
 SEVERITY = "severity"  # CAM target: the expected grade, i.e. what raises the grade anywhere in the image
 
 
-class GraderError(ValueError):
+class GraderError(EngineError):
     """A request the grader cannot serve (no teacher loaded, bad image array, ...)."""
 
 

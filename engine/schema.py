@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from engine.errors import EngineError
+
 SCHEMA_VERSION = 1
 NUM_GRADES = 8
 GRADES = tuple(range(NUM_GRADES))
 SUBLABEL_KINDS = ("ordinal", "count")
 
 
-class SchemaError(ValueError):
+class SchemaError(EngineError):
     """A schema file or a sub-label value that does not fit the schema."""
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.errors import EngineError
 from engine.progress import CancelToken, ProgressCallback, no_progress
 
 JOBS = ("teacher", "student", "kd")
@@ -28,7 +29,7 @@ FUSIONS = ("concat", "mlp", "coattn", "none")  # none: an image-only teacher
 TOKEN_KD_KINDS = ("smooth_l1", "cosine")
 
 
-class TrainError(ValueError):
+class TrainError(EngineError):
     """A job that cannot start or go on, with the reason in one sentence."""
 
 

@@ -7,7 +7,8 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from cataract_app.about import about_html, metrics_summary
-from cataract_app.grading.worker import STUDENT, GradingService, ModelSummary, user_message
+from cataract_app.errors import user_message
+from cataract_app.grading.worker import STUDENT, GradingService, ModelSummary
 from cataract_app.viewer.navigation import MAX_RECENT, RecentFiles, position_in_folder, sibling_images, step_image
 from engine.io import ImageReadError
 from engine.results import GradeResult, ModelInfo

@@ -8,14 +8,14 @@ with `model_ready` or `model_failed`.
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from cataract_app.errors import AppError, user_message
 
 STUDENT, TEACHER = "student", "teacher"
 
@@ -54,20 +54,8 @@ class GradeRequest:
     cam_target: str | None = None  # None: the predicted grade; "severity": what raises the expected grade
 
 
-class ModelNotReady(RuntimeError):
+class ModelNotReady(AppError):
     """A grade was asked for while no model is loaded (it failed to load)."""
-
-
-def user_message(exc: BaseException) -> str:
-    """One readable sentence for an exception; the engine's own errors already are one."""
-    if type(exc).__module__.startswith("engine.") or isinstance(exc, (OSError, ValueError, ModelNotReady)):
-        text = str(exc) or type(exc).__name__
-    elif isinstance(exc, MemoryError):
-        text = "Not enough memory for this image or model."
-    else:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        text = f"Unexpected error ({type(exc).__name__}): {exc}"
-    return text[0].upper() + text[1:] if text else text
 
 
 def build_grader(options: LoadOptions) -> tuple[Any, ModelSummary]:
