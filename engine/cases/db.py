@@ -24,6 +24,7 @@ from pathlib import Path
 
 from engine.cases.model import CaseLogError, from_json
 from engine.cases.review import score
+from engine.errors import EngineError
 from engine.schema import NUM_GRADES
 
 DB_ENV = "CATARACT_GRADER_CASES_DB"
@@ -213,8 +214,8 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
 # ---- opening ------------------------------------------------------------------------------------
 
 
-class _Damaged(Exception):
-    pass
+class _Damaged(EngineError):
+    """A file SQLite cannot read as a database; caught in open_database, which sets the file aside."""
 
 
 def _damage_or_sentence(e: sqlite3.DatabaseError, path: Path) -> Exception:

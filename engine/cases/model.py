@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.schema import NUM_GRADES
 
 OPEN, AGREED, CORRECTED = "open", "agreed", "corrected"
@@ -25,7 +26,7 @@ MAX_PATIENT_ID = 64
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
-class CaseLogError(ValueError):
+class CaseLogError(EngineError):
     """A case-log request that cannot be done, or a database that cannot be used, in one sentence."""
 
 
