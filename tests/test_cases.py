@@ -220,3 +220,15 @@ def test_student_answer_sets_the_uncertainty_even_after_a_teacher_answer(log, tm
     log.record(result(img, probs=peaked(2, 0.5), model=STUDENT))
     case = log.record(result(img, probs=peaked(2, 0.99), model=TEACHER))
     assert case.uncertainty == pytest.approx(normalised_entropy(peaked(2, 0.5)))
+
+
+def test_a_photograph_is_found_by_its_content_wherever_it_lies(log, tmp_path):
+    case = log.record(result(write_image(tmp_path / "a.png", seed=1)))
+    copy = tmp_path / "copy-elsewhere.png"
+    copy.write_bytes((tmp_path / "a.png").read_bytes())
+    assert log.find_image(copy).id == case.id
+    assert log.find_image(write_image(tmp_path / "other.png", seed=2)) is None
+    with pytest.raises(CaseLogError, match="cannot be read"):
+        log.find_image(tmp_path / "gone.png")
+    with pytest.raises(CaseLogError, match="not a SHA-256"):
+        log.record(result(copy), image_sha256="abc")

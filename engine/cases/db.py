@@ -102,6 +102,16 @@ def transaction(conn: sqlite3.Connection, durable: bool = True) -> Iterator[sqli
     conn.execute("COMMIT")
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: several SELECTs see one state of the file, whatever other writers do meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 # ---- schema -------------------------------------------------------------------------------------
 
 _TOP = NUM_GRADES - 1

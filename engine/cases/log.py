@@ -266,13 +266,14 @@ class CaseLog:
 
     # ---- reading --------------------------------------------------------------------------------
     def get(self, case_id: int) -> Case:
-        with self._guard() as conn:
+        """The whole case: its answers and audit trail read in one snapshot."""
+        with self._guard() as conn, db.snapshot(conn):
             return queries.load_case(conn, case_id)
 
     def find_image(self, path: str | Path) -> Case | None:
         """The case of the photograph in this file (by its SHA-256), if it was recorded."""
-        sha = sha256_file(path)
-        with self._guard() as conn:
+        sha = hash_image(path)
+        with self._guard() as conn, db.snapshot(conn):
             case_id = queries.find_by_image(conn, sha)
             return None if case_id is None else queries.load_case(conn, case_id)
 
