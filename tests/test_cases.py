@@ -232,3 +232,12 @@ def test_a_photograph_is_found_by_its_content_wherever_it_lies(log, tmp_path):
         log.find_image(tmp_path / "gone.png")
     with pytest.raises(CaseLogError, match="not a SHA-256"):
         log.record(result(copy), image_sha256="abc")
+
+
+def test_the_case_log_and_its_commands_load_without_torch():
+    import subprocess
+    import sys
+
+    probe = "import sys, engine.cases, engine.commands.cases; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr  # listing and reviewing never wait for torch to import

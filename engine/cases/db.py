@@ -171,13 +171,14 @@ _V1 = [
     "CREATE INDEX cases_by_review_time ON cases(reviewed_at)",
 ]
 
-_V2 = [  # review order: the terms are stored so `next` is an index walk, not a scan of every answer
+_V2 = [  # review order (stored, so `next` is an index walk, not a scan of every answer) and text search
     "ALTER TABLE cases ADD COLUMN priority REAL NOT NULL DEFAULT 0",
     "ALTER TABLE cases ADD COLUMN uncertainty REAL NOT NULL DEFAULT 0",
     "ALTER TABLE cases ADD COLUMN disagreement REAL NOT NULL DEFAULT 0",
     "ALTER TABLE cases ADD COLUMN ood REAL NOT NULL DEFAULT 0",
     "ALTER TABLE cases ADD COLUMN models_disagree INTEGER NOT NULL DEFAULT 0",
     "CREATE INDEX cases_for_review ON cases(status, priority DESC, id)",
+    "CREATE INDEX cases_for_search ON cases(image_path, patient_id, note)",  # covers the text search
 ]
 
 

@@ -58,7 +58,9 @@ class CaseFilter:
             params.append(check_eye(self.eye))
         if self.search:
             like = "%" + self.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            parts.append("(image_path LIKE ? ESCAPE '\\' OR patient_id LIKE ? ESCAPE '\\' OR note LIKE ? ESCAPE '\\')")
+            # the ids come from a scan of the narrow covering index cases_for_search, not of the table
+            parts.append("id IN (SELECT id FROM cases WHERE image_path LIKE ? ESCAPE '\\' OR patient_id LIKE ? "
+                         "ESCAPE '\\' OR note LIKE ? ESCAPE '\\')")
             params += [like, like, like]
         if self.disagreements:
             parts.append("(status = 'corrected' OR models_disagree = 1)")
