@@ -10,8 +10,9 @@
    e  a + CaseLog.record with a patient ID and eye (a commit with typed input is fsynced);
    f  a + CaseLog.record with the file's SHA-256 computed beforehand (as `cases add` does, on a
       thread, while the model runs), i.e. what the database itself adds.
-   The overhead is the median over calls of (record time / that call's grade time); the ratio
-   of the medians of whole calls (b/a, d/c) is printed too. Each call grades a different file
+   The overhead is the median over calls of (record time / that call's grade time), in wall
+   time and, as a cross-check that load on a shared machine moves less, in CPU time of all the
+   process's threads; the ratio of the medians of whole calls (b/a, d/c) is printed too. Each call grades a different file
    (same picture, one pixel changed), so every record makes a new case, in the 100,000-case log
    of part 1; the calls are made in turn, so load on the machine falls on all alike.
 
@@ -138,31 +139,36 @@ def bench_recording(grader, db: Path, folder: Path, repeats: int, size: int, ext
     files = iter(variants(folder, len(PLAN) * (repeats + 3), size, ext))
     times: dict[str, list[float]] = {k: [] for k, *_ in PLAN}
     shares: dict[str, list[float]] = {k: [] for k, _c, rec, _h in PLAN if rec is not None}
+    cpu_shares: dict[str, list[float]] = {k: [] for k in shares}
     with CaseLog.open(db) as log:
         def once(key: str, cam: bool, details: dict | None, hashed: bool) -> None:
             path = next(files)
             sha = sha256_file(path) if hashed else None  # as `cases add` does on a thread while the model runs
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             r = grader.grade(path, cam=cam)
-            t1 = time.perf_counter()
+            c1, t1 = time.process_time(), time.perf_counter()
             if details is not None:
                 log.record(r, **details, image_sha256=sha)
-                shares[key].append((time.perf_counter() - t1) / (t1 - t0))  # record time / this call's grade time
+                c2, t2 = time.process_time(), time.perf_counter()
+                shares[key].append((t2 - t1) / (t1 - t0))  # record time / this call's grade time
+                cpu_shares[key].append((c2 - c1) / (c1 - c0))  # the same in CPU time (all threads)
             times[key].append((time.perf_counter() - t0) * 1e3)
 
         for i in range(repeats + 3):
             for step in PLAN:
                 once(*step)
             if i < 3:  # warm-up rounds
-                for v in (*times.values(), *shares.values()):
+                for v in (*times.values(), *shares.values(), *cpu_shares.values()):
                     v.clear()
     t = {k: statistics.median(v) for k, v in times.items()}
     t.update({f"share_{k}": statistics.median(v) for k, v in shares.items()})
+    t.update({f"cpu_share_{k}": statistics.median(v) for k, v in cpu_shares.items()})
     kb = Path(folder / f"photo{size}-0000.{ext}").stat().st_size / 1024
     say(f"2  {size}-px {ext.upper()} files ({kb:.0f} KiB), shipped student {grader.student_card.name}, "
         f"device {grader.device}")
     for k, label in LABELS.items():
-        extra = f"   record adds {t['share_' + k]:+.1%}" if f"share_{k}" in t else ""
+        extra = (f"   record adds {t['share_' + k]:+.1%} (CPU time {t['cpu_share_' + k]:+.1%})"
+                 if f"share_{k}" in t else "")
         say(f"   {k}  {label:<36} {t[k]:8.2f} ms{extra}")
     return t
 
@@ -195,6 +201,7 @@ def main() -> None:
         # what recording adds: the median over calls of (record time / that call's grade time)
         "record_overhead": {k: {"no_cam": round(r["share_b"], 4), "cam": round(r["share_d"], 4),
                                 "typed_fsync": round(r["share_e"], 4), "hashed_beforehand": round(r["share_f"], 4),
+                                "cpu_time_no_cam": round(r["cpu_share_b"], 4), "cpu_time_cam": round(r["cpu_share_d"], 4),
                                 "side_by_side_no_cam": round(r["b"] / r["a"] - 1, 4),
                                 "side_by_side_cam": round(r["d"] / r["c"] - 1, 4)} for k, r in recording.items()},
         "slowest_page_ms": round(slowest_page, 2),

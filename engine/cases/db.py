@@ -301,7 +301,13 @@ def open_database(path: str | Path) -> tuple[sqlite3.Connection, list[str]]:
                 raise sentence(damage, p) from None
             if attempt == 2:
                 raise CaseLogError(f"the case database {p} is still damaged after being set aside ({damage})") from None
-            aside = set_aside(p)
+            try:
+                aside = set_aside(p)
+            except FileNotFoundError:  # another process set it aside a moment ago
+                continue
+            except OSError as e:
+                raise CaseLogError(f"the case database {p} is damaged ({damage}) and cannot be set aside "
+                                   f"({e.strerror or e}); move it away by hand") from None
             notices.append(f"The case database {p} was damaged ({damage}); it was set aside as {aside.name} "
                            "and a new, empty case log was started. The old file is kept for recovery.")
         except BaseException:
