@@ -10,18 +10,18 @@ import torch
 
 from engine.bundle import read_card
 from engine.cli import main
-from engine.distill import DistillError, DistillLoss, FrozenTeacher, LogitKD, TaskLoss
-from engine.distill_extra import (
+from engine.distill.losses import (
     AttentionKD,
-    AttentionTeacher,
-    MultiTeacher,
+    DistillError,
+    DistillLoss,
+    LogitKD,
+    TaskLoss,
     TokenKD,
     forward_with_map,
     layout_cells,
     map_terms,
-    qwk_weights,
-    teacher_forward,
 )
+from engine.distill.teachers import AttentionTeacher, FrozenTeacher, MultiTeacher, qwk_weights, teacher_forward
 from engine.models import CoAttentionTeacher, ImageTeacher, create_model
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
 
