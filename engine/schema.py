@@ -207,6 +207,30 @@ class Schema:
         return cls.from_dict(data)
 
 
+def parse_sublabels(text: str | None) -> dict[str, int | None]:
+    """'central_involvement=1,opacity_density=?' -> {'central_involvement': 1, 'opacity_density': None}.
+
+    The NAME=VALUE list of the command lines (CLI and app); a blank or '?' value means
+    unknown. Names and ranges are checked later, against the schema of the models in use.
+    """
+    out: dict[str, int | None] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise SchemaError(f"sub-label {item.strip()!r} must be written NAME=VALUE")
+        if value in ("", "?"):
+            out[name] = None
+            continue
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise SchemaError(f"sub-label {name!r}: {value!r} is not a whole number") from None
+    return out
+
+
 DEFAULT_SCHEMA = Schema(
     sublabels=(
         SubLabel(

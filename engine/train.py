@@ -142,8 +142,7 @@ def _build_model(cfg: TrainConfig, schema):
 
 
 def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | None, teacher_model=None):
-    from engine.distill import DistillLoss, FeatureKD, LogitKD, TaskLoss
-    from engine.distill_extra import map_terms
+    from engine.distill import DistillLoss, FeatureKD, LogitKD, TaskLoss, map_terms
 
     mins = [s.minimum for s in schema.sublabels]
     sub_weight = cfg.sub_weight if cfg.job != "teacher" else 0.0
@@ -168,7 +167,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     from engine.data.dataset import IMAGENET_MEAN, IMAGENET_STD, split_records
     from engine.data.manifest import dataset_fingerprint, load_dataset
     from engine.device import pick_device
-    from engine.distill_extra import forward_with_map, load_teachers
+    from engine.distill import forward_with_map, load_teachers
     from engine.evaluation import autocast_for, forward_batch, make_loader, predict_loader
     from engine.metrics import fit_temperature
 
