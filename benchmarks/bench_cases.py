@@ -137,6 +137,7 @@ def bench_recording(grader, db: Path, folder: Path, repeats: int, size: int, ext
     from engine.cases.model import sha256_file
 
     files = iter(variants(folder, len(PLAN) * (repeats + 3), size, ext))
+    requests = {cam: grader.request(cam=cam) for cam in (False, True)}
     times: dict[str, list[float]] = {k: [] for k, *_ in PLAN}
     shares: dict[str, list[float]] = {k: [] for k, _c, rec, _h in PLAN if rec is not None}
     cpu_shares: dict[str, list[float]] = {k: [] for k in shares}
@@ -145,7 +146,7 @@ def bench_recording(grader, db: Path, folder: Path, repeats: int, size: int, ext
             path = next(files)
             sha = sha256_file(path) if hashed else None  # as `cases add` does on a thread while the model runs
             c0, t0 = time.process_time(), time.perf_counter()
-            r = grader.grade(path, cam=cam)
+            r = grader.grade(path, requests[cam])
             c1, t1 = time.process_time(), time.perf_counter()
             if details is not None:
                 log.record(r, **details, image_sha256=sha)

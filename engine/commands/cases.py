@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def grade_paths(grader, paths: list[str], sublabels: dict | None = None):
     """The one call of the grader: (path, GradeResult | None, error) per image, CAM-free for speed."""
-    return grader.grade_files(paths, cam=False, sublabels=sublabels)
+    return grader.grade_files(paths, grader.request(sublabels=sublabels, cam=False))
 
 
 def _grader(args: argparse.Namespace):
@@ -110,10 +110,14 @@ def _add(log, args: argparse.Namespace) -> int:
     from engine.cases import CaseLogError
     from engine.cases.log import hash_image
     from engine.cli import CommandError
-    from engine.commands.predict import _inputs, _parse_sublabels
+    from engine.commands.predict import _inputs
+    from engine.schema import parse_sublabels
 
     paths = _inputs(args)
-    entered = _parse_sublabels(args.sublabels)
+    try:
+        entered = None if args.sublabels is None else parse_sublabels(args.sublabels)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     grader = _grader(args)
     try:
         sublabels = grader.schema.validate(entered) if entered is not None else None
