@@ -184,3 +184,10 @@ def test_export_since_active_starts_at_the_active_students_training_date(recorde
     code, out, _err = _run(capsys, "export", str(tmp_path / "new"), "--since", "active", "--db", str(db))
     assert code == 0 and "1 reviewed cases written" in out
     assert [r.rel_path for r in validate_dataset(tmp_path / "new").records] == ["images/000002.png"]
+
+
+def test_bad_details_are_refused_before_any_model_is_loaded(tmp_path, capsys):
+    img = write_disc(tmp_path / "a.png")
+    code, _out, err = _run(capsys, "add", str(img), "--eye", "left", "--model", str(tmp_path / "no-such-model"),
+                           "--db", str(tmp_path / "c.sqlite3"))
+    assert code == 2 and "neither OD" in err

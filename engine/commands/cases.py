@@ -109,12 +109,14 @@ def _add(log, args: argparse.Namespace) -> int:
 
     from engine.cases import CaseLogError
     from engine.cases.log import hash_image
+    from engine.cases.model import check_eye, check_patient_id, check_visit_date
     from engine.cli import CommandError
     from engine.commands.predict import _inputs
     from engine.schema import parse_sublabels
 
     paths = _inputs(args)
-    try:
+    try:  # refused before any model is loaded
+        check_patient_id(args.patient), check_eye(args.eye), check_visit_date(args.date)
         entered = None if args.sublabels is None else parse_sublabels(args.sublabels)
     except ValueError as e:
         raise CommandError(str(e)) from None
