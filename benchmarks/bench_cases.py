@@ -180,9 +180,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--files", default="png:1024,jpg:3000", help="kinds of graded file, EXT:SIDE,...")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice); 1 holds up "
+                                                "better on a machine that other jobs load")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args()
     say = (lambda *a: None) if args.json else print
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     kinds = [(ext, int(side)) for ext, side in (k.split(":") for k in args.files.split(","))]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -210,7 +216,7 @@ def main() -> None:
         "listing_ms": {k: round(v, 2) for k, v in listing.items()},
         "grade_ms": {k: {m: round(v, 3) for m, v in r.items()} for k, r in recording.items()},
         "cases": args.cases, "device": args.device, "machine": platform.machine(),
-        "load_average": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(), "threads": args.threads,
     }
     for k, r in report["record_overhead"].items():
         say(f"{k}: recording adds {r['no_cam']:+.1%} to a CAM-free grade, {r['cam']:+.1%} to a grade with its heat "
