@@ -23,6 +23,7 @@ from engine.distill.losses import (
 )
 from engine.distill.teachers import AttentionTeacher, FrozenTeacher, MultiTeacher, qwk_weights, teacher_forward
 from engine.models import CoAttentionTeacher, ImageTeacher, create_model
+from engine.progress import parse_line
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
 
 RANGES = [[s.minimum, s.maximum] for s in DEFAULT_SCHEMA.sublabels]
@@ -308,8 +309,8 @@ def test_grader_routes_sub_labels_to_a_new_teacher_with_a_cam(arch, tiny_bundles
 
 
 # ---- end to end through the CLI -------------------------------------------------
-def _events(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _events(text: str) -> list:
+    return [parse_line(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +336,7 @@ def test_cli_kd_with_two_teachers_token_and_attention_terms(tiny_dataset, teache
     assert main(["train", "kd", str(tiny_dataset), "--out", str(tmp_path / "k"), "--teacher", bundles[0],
                  "--teacher", bundles[1], "--token-kd", "1", "--attn-kd", "1", *FAST]) == 0
     events = _events(capsys.readouterr().out)
-    assert events[-1]["event"] == "done" and math.isfinite(next(e for e in events if e["event"] == "epoch")["train_loss"])
+    assert events[-1].kind == "done" and math.isfinite(next(e for e in events if e.kind == "epoch").train_loss)
     card = read_card(tmp_path / "k" / "bundle")
     config = card.extra["train_config"]
     assert (config["token_kd"], config["attn_kd"], config["extra_teachers"]) == (1.0, 1.0, bundles[1:])
@@ -350,7 +351,7 @@ def test_cli_refuses_two_teachers_outside_kd_and_negative_weights(tiny_dataset, 
     capsys.readouterr()
     code = main(["train", "student", str(tiny_dataset), "--out", str(tmp_path / "s"), "--teacher", bundle,
                  "--teacher", bundle, *FAST])
-    assert code == 2 and "only used by a kd job" in _events(capsys.readouterr().out)[-1]["message"]
+    assert code == 2 and "only used by a kd job" in _events(capsys.readouterr().out)[-1].message
     code = main(["train", "kd", str(tiny_dataset), "--out", str(tmp_path / "k"), "--teacher", bundle,
                  "--token-kd", "-1", *FAST])
-    assert code == 2 and "must be >= 0" in _events(capsys.readouterr().out)[-1]["message"]
+    assert code == 2 and "must be >= 0" in _events(capsys.readouterr().out)[-1].message

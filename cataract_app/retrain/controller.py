@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QMessageBox
 from cataract_app.grading.worker import LoadOptions
 from cataract_app.retrain.job import GRACE_MS
 from engine.model_store import ROLES, STORE_ENV, ModelStore, default_store_root
+from engine.resources import has_card
 
 STOP_WAIT_MS = 2000
 
@@ -65,13 +66,13 @@ class TrainingController(QObject):
 
     def _active_option(self, role: str) -> str | None:
         path = self.store.active(role)
-        return str(path) if (path / "card.json").is_file() else None  # None: no such model installed
+        return str(path) if has_card(path) else None  # None: no such model installed
 
     def current_bundle(self, role: str) -> Path | None:
         """The bundle the window grades with for `role` (None when no such model is installed)."""
         chosen = getattr(self.window.load_options, role)
         path = Path(chosen) if chosen else self.store.defaults[role]
-        return path if (path / "card.json").is_file() else None
+        return path if has_card(path) else None
 
     def teacher_choices(self) -> list[tuple[str, Path]]:
         """Teachers a student can be distilled from: the active one first, then the store's others."""
