@@ -12,7 +12,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.resources import app_icon_path
 from cataract_app.theme import STYLESHEET
 

@@ -133,7 +133,7 @@ def check_window(student: Path, teacher: Path, device: str, scratch: Path) -> st
     from PySide6.QtGui import QGuiApplication
 
     from cataract_app.app import make_application
-    from cataract_app.grading.worker import LoadOptions
+    from cataract_app.grading.loading import LoadOptions
     from cataract_app.main_window import MainWindow
 
     app = make_application()

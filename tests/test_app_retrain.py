@@ -11,7 +11,7 @@ import pytest
 from helpers import write_disc
 from PySide6.QtCore import QSettings
 
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.main_window import MainWindow
 from cataract_app.retrain.curves import LineChart, nice_ticks
 from cataract_app.retrain.launch import SEQUENCE, TEACHER, train_command
