@@ -55,7 +55,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
 
 def _run_window(app: QApplication, window, args: argparse.Namespace, sublabels: dict) -> int:
-    from cataract_app.startup import Autopilot
+    from cataract_app.autopilot import Autopilot
 
     pilot = Autopilot(window, sublabels=sublabels, screenshot=args.screenshot, measure=args.measure_startup)
     if args.screenshot:

@@ -95,7 +95,7 @@ def test_method_options_reach_the_engines_train_command():
 
 
 def test_advanced_settings_round_trip_with_a_second_teacher(qtbot, tmp_path):
-    from cataract_app.retrain.setup import SettingsBox
+    from cataract_app.retrain.form import SettingsBox
 
     box = SettingsBox()
     qtbot.addWidget(box)

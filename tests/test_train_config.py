@@ -82,7 +82,7 @@ def test_bounds_and_choices_come_from_the_field_and_are_checked():
 
 
 def test_the_retrain_form_uses_the_configs_bounds_and_defaults(qtbot):
-    from cataract_app.retrain.setup import SettingsBox
+    from cataract_app.retrain.form import SettingsBox
 
     box = SettingsBox()
     qtbot.addWidget(box)

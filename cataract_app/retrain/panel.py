@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
 from cataract_app import theme
 from cataract_app.retrain.compare import ComparePane, evaluate_pair
 from cataract_app.retrain.curves import LineChart
+from cataract_app.retrain.form import DatasetBox, JobBox, SettingsBox
 from cataract_app.retrain.job import JobOutcome, Step, TrainingRun
 from cataract_app.retrain.launch import KD, ROLE_OF_JOB, SEQUENCE, TEACHER
 from cataract_app.retrain.progress import ProgressClock, format_duration
-from cataract_app.retrain.setup import DatasetBox, JobBox, SettingsBox
 from cataract_app.retrain.tasks import TaskRunner
 from engine.progress import BatchEvent, EpochEvent, ProgressEvent, StartEvent
 

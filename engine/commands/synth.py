@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli import CommandError
+from engine.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""The left side of the retrain panel: the dataset and its check, what to train, and the settings."""
+"""The retrain form, the left side of the panel: the dataset and its check, what to train, and the settings."""
 
 from __future__ import annotations
 
