@@ -23,6 +23,7 @@ from cataract_app import launcher
 from engine.model_store import STORE_ENV  # no torch: the store module imports it lazily
 from engine.progress import DoneEvent, EpochEvent, ErrorEvent, StartEvent, parse_line
 from engine.resources import default_model_dir, resources_dir
+from engine.schema import GRADES
 
 SAMPLE_NAME = "eye-sample.jpg"
 WINDOW_TIMEOUT_S = 120
@@ -118,7 +119,7 @@ def check_grade(student: Path, teacher: Path, device: str) -> str:
     grader = Grader(student=student, teacher=teacher, device=device)
     rgb = read_image(sample_path())
     result = grader.grade(rgb)
-    if not 0 <= result.grade <= 7 or abs(sum(result.probabilities) - 1.0) > 1e-3:
+    if result.grade not in GRADES or abs(sum(result.probabilities) - 1.0) > 1e-3:
         raise SelfTestError(f"the student gave grade {result.grade} with probabilities summing to {sum(result.probabilities):.3f}")
     if result.cam is None or result.cam.shape != rgb.shape[:2]:
         raise SelfTestError(f"the heat map has shape {getattr(result.cam, 'shape', None)}, not the image's {rgb.shape[:2]}")
