@@ -24,20 +24,25 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from engine.cases.model import Case, CaseLogError, is_formula_like
+from engine.cases.model import Case, CaseLogError, CaseSummary, is_formula_like
 from engine.fsutil import atomic_write_text
 from engine.schema import DEFAULT_SCHEMA, Schema, SchemaError
-
-if TYPE_CHECKING:
-    from engine.cases.log import CaseLog
 
 LINK_MODES = ("copy", "hardlink", "symlink")
 IMAGES_DIR = "images"
 CASES_FILE = "cases.csv"
 PROVENANCE = ("case_id", "image", "source_image", "image_sha256", "patient_id", "eye", "visit_date", "model_grade",
               "model_name", "final_grade", "status", "reviewed_by", "reviewed_at", "note")
+
+
+class ReviewedCases(Protocol):
+    """What an export reads from a case log (CaseLog is one)."""
+
+    def reviewed_since(self, since: str | None) -> list[CaseSummary]: ...
+
+    def get(self, case_id: int) -> Case: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ def neutralise(value: object) -> str:
     return "'" + text if is_formula_like(text) or text[:1] in ("\t", "\r") else text
 
 
-def export_reviewed(log: CaseLog, out: str | Path, *, since: str | None = None, link: str = "copy",
+def export_reviewed(log: ReviewedCases, out: str | Path, *, since: str | None = None, link: str = "copy",
                     schema: Schema | None = None, patient_id: str | None = None) -> ExportResult:
     """Write the cases reviewed since `since` (all reviewed cases when None) as a dataset folder at `out`."""
     if link not in LINK_MODES:

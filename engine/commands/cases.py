@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cases import CaseLog, CaseLogError
-    from engine.cli import CommandError
+    from engine.commands import CommandError
 
     try:
         with CaseLog.open(args.db, user=args.user) as log:
@@ -90,7 +90,7 @@ def grade_paths(grader, paths: list[str], sublabels: dict | None = None):
 
 
 def _grader(args: argparse.Namespace):
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.infer import Grader
     from engine.model_store import ModelStore, default_store_root
 
@@ -110,7 +110,7 @@ def _add(log, args: argparse.Namespace) -> int:
     from engine.cases import CaseLogError
     from engine.cases.log import hash_image
     from engine.cases.model import check_eye, check_patient_id, check_visit_date
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.commands.predict import _inputs
     from engine.schema import parse_sublabels
 
@@ -254,7 +254,7 @@ def _reopen(log, args: argparse.Namespace) -> int:
 
 
 def _edit(log, args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
 
     given = {k: v for k, v in (("patient_id", args.patient), ("eye", args.eye), ("visit_date", args.date))
              if v is not None}
