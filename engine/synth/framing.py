@@ -75,9 +75,11 @@ def draw_framing(rng: np.random.Generator, size: int, pupil_scale: float, framin
     mag = radius / (TYPICAL_SCALE * size) if kind in ("zoomed_out", "close_up") else 1.0
     iris = float(rng.uniform(2.6, 4.0)) if kind == "small_pupil" else None
     lid = low = None
+    if iris is not None:  # the eye keeps its size around a small pupil, so the lid sits farther off
+        lid = float(rng.uniform(0.75, 1.6) * iris / 2.0)
     if kind == "lid":
         lid = float(rng.uniform(0.35, 0.8))  # the margin hides 10-33 % of the diameter at the centre
-        low = float(rng.uniform(0.6, 0.95)) if rng.uniform() < 0.3 else None
+        low = float(rng.uniform(0.75, 0.95)) if rng.uniform() < 0.25 else None  # and now and then the lower lid
     return Framing(kind, cx, cy, radius, iris, lid, low, mag)
 
 
