@@ -19,21 +19,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engine import rimfit
+
 COARSE_SIDE = 128  # long side of the coarse copy, px
 FINE_RADIUS = 40.0  # the disc's radius in the fine crop, px
 FINE_SIGMA = 0.5  # px of smoothing in the fine crop
-FINE_MARGIN = 1.6  # the fine crop's half side in disc radii
+FINE_MARGIN = 2.0  # the fine crop's half side in radii of the guess
 LENS_MARGIN = 1.2  # the grading crop's half side in disc radii: the disc and a rim of iris
-N_RAYS = 72
-N_STEPS = 40
 MAX_PROPOSALS = 3
-N_CANDIDATES = 3  # rim candidates per ray: its strongest falls of redness
-CANDIDATE_ODDS = (0.6, 0.25, 0.15)  # how often a RANSAC sample takes a ray's first, second, third candidate
-N_TRIPLES = 256
-MIN_FALL = 0.2  # a rim candidate falls at least this share of a typical ray's strongest fall
-LANDING = 3  # profile samples past a fall where its landing level is read
-_ANGLES = np.linspace(0.0, 2.0 * np.pi, N_RAYS, endpoint=False)
-_COS, _SIN = np.cos(_ANGLES).astype(np.float32), np.sin(_ANGLES).astype(np.float32)
+RIM_TOLERANCE = 0.02  # a fall this close to the circle (share of r) supports it
+# Rim fits, each around the last: the span of radii the rays cover, and how far the circle may move.
+PASSES = (((0.5, 1.6), 1.0), ((0.8, 1.2), 0.2), ((0.9, 1.1), 0.08))
 
 
 class LensError(ValueError):
@@ -68,9 +64,13 @@ class Circle:
 class LensFit:
     """What the finder saw: the best disc (None when nothing disc-like was found) and its evidence.
 
-    confidence: 0..1, the product of the evidence ramps below; support: share of the rim
-    where a bright-to-dark step lies on the circle; contrast: redness inside minus
-    outside (0-255 scale); redness: red over green inside the disc (a red reflex is > 1.6).
+    confidence: 0..1, the product of ramps over the evidence: support, the share of the
+    rim where a bright-to-dark step lies on the circle; contrast, redness inside minus
+    just outside (0-255 scale); redness, red over green inside (a red reflex is above
+    1.6); fill, the share of the inside with the reflex's red hue (a cataract's shadow
+    keeps it); leak, the share of directions in which that hue goes on past the rim
+    (a red square or a face does, a pupil in its iris does not); shown, the share of
+    the rim the reflex reaches (the rest is hidden by lids). Support counts the shown rim.
     """
 
     circle: Circle | None
@@ -78,6 +78,9 @@ class LensFit:
     support: float = 0.0
     contrast: float = 0.0
     redness: float = 0.0
+    fill: float = 0.0
+    leak: float = 1.0
+    shown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,25 @@ def hue_map(rgb: np.ndarray) -> np.ndarray:
     return (r - 0.5 * (f[..., 1] + f[..., 2])) / (r + 8.0)
 
 
+def _maps(view: np.ndarray, box: CropBox, shape: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed redness (0-255) and red hue maps of a view, float32, NaN where the view lies beyond the image.
+
+    The NaN keeps the image's own border from passing for a rim.
+    """
+    red = cv2.GaussianBlur(redness_map(view).astype(np.float32), (0, 0), sigma)
+    hue = cv2.GaussianBlur(hue_map(view), (0, 0), sigma)
+    h, w = shape
+    k = box.size / box.side
+    x0, x1 = (0 - box.x0) * k, (w - box.x0) * k  # the image's extent in view pixels
+    y0, y1 = (0 - box.y0) * k, (h - box.y0) * k
+    if x0 > 0 or y0 > 0 or x1 < box.size or y1 < box.size:
+        u = np.arange(box.size) + 0.5
+        off = (u[None, :] < x0) | (u[None, :] > x1) | (u[:, None] < y0) | (u[:, None] > y1)
+        red[off] = np.nan
+        hue[off] = np.nan
+    return red, hue
+
+
 def find_lens(rgb: np.ndarray) -> LensFit:
     """The red-reflex disc of a photograph, with its confidence (LensFit.circle is None if nothing fits)."""
     _check_rgb(rgb)
@@ -196,65 +218,55 @@ def find_lens(rgb: np.ndarray) -> LensFit:
     side = max(h, w)
     box = CropBox(0, 0, side, min(COARSE_SIDE, side))
     small = _resample(rgb, box, fast=True)
-    maps = _maps(small, 1.0)
-    best, best_score = None, 0.0
-    for guess in _proposals(small, maps[1]):
-        fitted, rays = _fit_rim(maps, guess, (0.5, 1.6))
-        if fitted is None:
-            continue
-        score = rays["support"] * max(_hue_contrast(maps[1], fitted), 0.0)
-        if score > best_score:
-            best, best_score = fitted, score
-    if best is None:
+    red, hue = _maps(small, box, (h, w), 1.0)
+    proposals = _proposals(small, hue)
+    if not proposals:
         return LensFit(None, 0.0)
-    k = side / box.size
-    return _refine(rgb, Circle((best.cx + 0.5) * k - 0.5, (best.cy + 0.5) * k - 0.5, best.r * k))
-
-
-def _maps(crop: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed redness (0-255) and red hue maps of a crop, float32."""
-    red = redness_map(crop).astype(np.float32)
-    hue = hue_map(crop)
-    if sigma > 0:
-        red = cv2.GaussianBlur(red, (0, 0), sigma)
-        hue = cv2.GaussianBlur(hue, (0, 0), sigma)
-    return red, hue
-
-
-def _ring_median(img: np.ndarray, c: Circle, lo: float, hi: float) -> float:
-    """Median of img over the ring lo*r..hi*r around c (NaN when the ring misses the image)."""
-    h, w = img.shape[:2]
-    x0, x1 = max(int(c.cx - hi * c.r), 0), min(int(c.cx + hi * c.r) + 2, w)
-    y0, y1 = max(int(c.cy - hi * c.r), 0), min(int(c.cy + hi * c.r) + 2, h)
-    if x1 <= x0 or y1 <= y0:
-        return float("nan")
-    ys, xs = np.ogrid[y0:y1, x0:x1]
-    d2 = ((xs - c.cx) ** 2 + (ys - c.cy) ** 2) / max(c.r * c.r, 1e-6)
-    sel = img[y0:y1, x0:x1][(d2 >= lo * lo) & (d2 < hi * hi)]
-    return float(np.median(sel)) if sel.size else float("nan")
+    guess = max(proposals, key=lambda c: _hue_contrast(hue, c))
+    view, view_box, maps = small, box, (red, hue)
+    if guess.r < 0.8 * FINE_RADIUS and side > box.size:  # look closer: crop the photograph around the guess
+        k = side / box.size
+        around = Circle(*box.to_source(guess.cx, guess.cy), guess.r * k)
+        size = int(round(2 * FINE_MARGIN * min(FINE_RADIUS, max(around.r, 4.0))))
+        view, view_box = crop_to_lens(rgb, around, size, FINE_MARGIN, fast=True)
+        maps = _maps(view, view_box, (h, w), FINE_SIGMA)
+        guess = Circle(*view_box.to_crop(around.cx, around.cy), around.r * size / view_box.side)
+    c: rimfit.Disc = (guess.cx, guess.cy, guess.r)
+    for span, slack in PASSES:
+        fit = rimfit.fit_rim(maps[0], maps[1], c, span, slack)
+        if fit is None:
+            return LensFit(None, 0.0)
+        c, miss, on_image = fit
+    return _score(view, view_box, maps, c, miss, on_image)
 
 
 def _hue_contrast(hue: np.ndarray, c: Circle) -> float:
-    """Red hue just inside the rim minus just outside it: high for the reflex against iris or lid."""
-    return _ring_median(hue, c, 0.3, 0.85) - _ring_median(hue, c, 1.15, 1.5)
+    """Median red hue just inside the rim minus just outside it: high for the reflex against iris or lid."""
+    prof = rimfit.profiles(hue, (c.cx, c.cy, c.r), (0.3, 1.5), n_rays=24)
+    k = rimfit.N_STEPS * 46 // 100  # samples below 0.85 r
+    inside, outside = prof[:, :k], prof[:, -k // 2 :]
+    diff = rimfit.finite_median(inside) - rimfit.finite_median(outside)
+    return diff if math.isfinite(diff) else -1.0
 
 
 def _proposals(small: np.ndarray, hue: np.ndarray) -> list[Circle]:
     """Candidate discs in coarse pixels: the largest blobs of high redness and of high red hue."""
     red = cv2.medianBlur(redness_map(small), 5)
-    hue8 = cv2.medianBlur(np.clip(hue * 255.0, 0, 255).astype(np.uint8), 5)
-    out = []
+    hue8 = cv2.medianBlur(np.clip(np.nan_to_num(hue) * 255.0, 0, 255).astype(np.uint8), 3)
+    out: list[Circle] = []
     for img, floor in ((red, 4), (hue8, 40)):
         level, mask = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
         if level < floor:  # hardly any red anywhere
             continue
-        out += _blobs(mask)
+        for c in _blobs(mask):  # the two maps often propose the same disc; keep it once
+            if all(math.hypot(c.cx - o.cx, c.cy - o.cy) > 0.1 * o.r or abs(c.r / o.r - 1) > 0.1 for o in out):
+                out.append(c)
     return out
 
 
 def _blobs(mask: np.ndarray) -> list[Circle]:
     """Discs around the largest components of a binary mask (box and area estimates)."""
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _CLOSE)
     n, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:MAX_PROPOSALS] + 1
     out = []
@@ -268,188 +280,60 @@ def _blobs(mask: np.ndarray) -> list[Circle]:
     return out
 
 
-def _refine(rgb: np.ndarray, circle: Circle) -> LensFit:
-    """Fit the rim again on crops where the disc is about FINE_RADIUS px; score the result."""
-    for span in ((0.8, 1.2), (0.9, 1.1)):
-        size = int(round(2 * FINE_MARGIN * min(FINE_RADIUS, max(circle.r, 4.0))))  # never upsample much
-        crop, box = crop_to_lens(rgb, circle, size, FINE_MARGIN, fast=True)
-        maps = _maps(crop, FINE_SIGMA)
-        c0 = Circle(*box.to_crop(circle.cx, circle.cy), circle.r * box.size / box.side)
-        fitted, rays = _fit_rim(maps, c0, span, slack=0.12)
-        if fitted is None:
-            return LensFit(None, 0.0)
-        cx, cy = box.to_source(fitted.cx, fitted.cy)
-        circle = Circle(cx, cy, fitted.r * box.side / box.size)
-    return _score(crop, maps, fitted, rays, circle)
-
-
-def _profiles(img: np.ndarray, c: Circle, span: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """img along N_RAYS rays from the centre (rows), at radii span * r (N_STEPS columns; NaN off the image)."""
-    rho = np.linspace(span[0], span[1], N_STEPS, dtype=np.float32) * np.float32(c.r)
-    mx = np.float32(c.cx) + _COS[:, None] * rho[None, :]
-    my = np.float32(c.cy) - _SIN[:, None] * rho[None, :]
-    prof = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-    return prof, rho
-
-
-def _landing(prof: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """0..1 per candidate: how close to the profile's darkest level the value is just past the fall."""
-    if not np.isfinite(prof).any():
-        return np.zeros(idx.shape, np.float32)
-    low, high = np.nanpercentile(prof, (5, 95))
-    after = np.take_along_axis(prof, np.minimum(idx + 1 + LANDING, N_STEPS - 1), 1)
-    after = np.where(np.isnan(after), low, after)
-    return np.clip(1.0 - (after - low) / max(high - low, 1e-6), 0.0, 1.0)
-
-
-def _falls(
-    prof: np.ndarray, hue: np.ndarray, rho: np.ndarray, c: Circle, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The n strongest outward falls of redness on each ray: x, y (crop px) and weight.
-
-    The weight is the fall's size times how close to the darkest redness and the lowest hue
-    it lands: the rim falls to the iris, while the edge of a bright centre inside a shadowed
-    disc (a dense cataract) lands on the shadow, which keeps the reflex's red hue.
-    """
-    d = prof[:, :-2] - prof[:, 2:]  # positive where the value falls outward
-    d = np.where(np.isnan(d), 0.0, d)
-    peak = np.zeros_like(d)  # local maxima only, so one long slope gives one candidate
-    peak[:, 1:-1] = np.where((d[:, 1:-1] >= d[:, :-2]) & (d[:, 1:-1] > d[:, 2:]), d[:, 1:-1], 0.0)
-    idx = np.argsort(-peak, axis=1)[:, :n]
-    strength = np.take_along_axis(peak, idx, 1) * _landing(prof, idx) * _landing(hue, idx)
-    radius = np.interp(_subpixel(peak, idx) + 1.0, np.arange(N_STEPS), rho)
-    return c.cx + _COS[:, None] * radius, c.cy - _SIN[:, None] * radius, strength
-
-
-def _fit_rim(
-    maps: tuple[np.ndarray, np.ndarray], c: Circle, span: tuple[float, float], slack: float = 1.0
-) -> tuple[Circle | None, dict]:
-    """RANSAC circle through the strongest falls of redness on each ray, then least squares on its inliers."""
-    red_p, rho = _profiles(maps[0], c, span)
-    hue_p, _ = _profiles(maps[1], c, span)
-    xs, ys, strength = _falls(red_p, hue_p, rho, c, N_CANDIDATES)
-    strength = strength / max(float(np.median(strength[:, 0])), 1e-6)
-    ok = strength > MIN_FALL
-    if ok[:, 0].sum() < 6:
-        return None, {}
-    best = _ransac(xs, ys, strength, c, slack)
-    if best is None:
-        return None, {}
-    fitted = best
-    for _ in range(2):
-        inl = _inliers(xs, ys, fitted) & ok
-        fitted = _lsq_circle(*_one_per_ray(xs, ys, inl, fitted)) or fitted
-    inl = (_inliers(xs, ys, fitted) & ok).any(axis=1)
-    h, w = maps[0].shape
-    rim_x, rim_y = fitted.cx + _COS * fitted.r, fitted.cy - _SIN * fitted.r
-    on_image = (rim_x >= 1) & (rim_x <= w - 2) & (rim_y >= 1) & (rim_y <= h - 2)
-    support = float((inl & on_image).sum() / max(on_image.sum(), 1))
-    return fitted, {"prof": red_p, "rho": rho, "inlier": inl, "on_image": on_image, "support": support}
-
-
-def _one_per_ray(xs: np.ndarray, ys: np.ndarray, inl: np.ndarray, c: Circle) -> tuple[np.ndarray, np.ndarray]:
-    """For each ray with an inlier, its candidate nearest the circle."""
-    res = np.where(inl, np.abs(np.hypot(xs - c.cx, ys - c.cy) - c.r), np.inf)
-    j = np.argmin(res, axis=1)
-    rows = np.flatnonzero(inl.any(axis=1))
-    return xs[rows, j[rows]], ys[rows, j[rows]]
-
-
-def _subpixel(f: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Parabolic peak position around each index of f's rows."""
-    n = f.shape[1]
-    i0 = np.clip(idx, 1, n - 2)
-    a, b, cc = (np.take_along_axis(f, i0 + k, 1) for k in (-1, 0, 1))
-    den = a - 2 * b + cc
-    off = np.where(np.abs(den) > 1e-6, 0.5 * (a - cc) / np.where(den == 0, 1, den), 0.0)
-    return i0 + np.clip(off, -0.5, 0.5)
-
-
-def _triples() -> np.ndarray:
-    """Fixed RANSAC samples: three rays at least 30 degrees apart, each with one of its candidates.
-
-    The spread varies, so that some triples fall on the visible arc when a lid hides part of the rim.
-    """
-    rng = np.random.default_rng(0x0C1)
-    rows: list[list[int]] = []
-    gap = N_RAYS // 12
-    while len(rows) < N_TRIPLES:
-        rays = np.sort(rng.choice(N_RAYS, 3, replace=False))
-        if min(np.diff(rays).min(), N_RAYS - rays[2] + rays[0]) >= gap:
-            rows.append(list(rays))
-    pick = rng.choice(N_CANDIDATES, (len(rows), 3), p=CANDIDATE_ODDS)  # mostly each ray's strongest fall
-    return np.stack([np.array(rows), pick], 2)  # (t, 3, [ray, candidate])
-
-
-_TRIPLES = _triples()
-
-
-def _ransac(xs: np.ndarray, ys: np.ndarray, w: np.ndarray, c0: Circle, slack: float) -> Circle | None:
-    """The circle through one of a fixed set of candidate triples that passes near a candidate on the most rays.
-
-    Circles whose radius or centre strays more than slack * r from c0 are not considered.
-    """
-    r_i, c_i = _TRIPLES[..., 0], _TRIPLES[..., 1]
-    px, py = xs[r_i, c_i], ys[r_i, c_i]
-    (ax, bx, cx), (ay, by, cy) = px.T, py.T
-    den = 2.0 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))
-    ok = w > MIN_FALL
-    good = (np.abs(den) > 1e-6) & ok[r_i, c_i].all(axis=1)
-    den = np.where(good, den, 1.0)
-    a2, b2, c2 = ax * ax + ay * ay, bx * bx + by * by, cx * cx + cy * cy
-    ux = (a2 * (by - cy) + b2 * (cy - ay) + c2 * (ay - by)) / den
-    uy = (a2 * (cx - bx) + b2 * (ax - cx) + c2 * (bx - ax)) / den
-    ur = np.hypot(ax - ux, ay - uy)
-    r0 = c0.r
-    good &= (ur > max(0.35, 1 - slack) * r0) & (ur < (1 + slack) * r0) & (np.hypot(ux - c0.cx, uy - c0.cy) < slack * r0)
-    if not good.any():
-        return None
-    ux, uy, ur = ux[good], uy[good], ur[good]
-    dist = np.hypot(xs[None] - ux[:, None, None], ys[None] - uy[:, None, None])
-    tol = np.maximum(1.0, 0.04 * ur)[:, None, None]
-    close = np.maximum(1.0 - ((dist - ur[:, None, None]) / tol) ** 2, 0.0)  # MSAC: a near miss counts less
-    hit = np.where(ok[None], close * np.minimum(w, 1.5)[None], 0.0)
-    score = hit.max(axis=2).sum(axis=1)  # rays agreeing, weighted by how strong and how close their fall is
-    k = int(np.argmax(score))
-    return Circle(float(ux[k]), float(uy[k]), float(ur[k]))
-
-
-def _inliers(xs: np.ndarray, ys: np.ndarray, c: Circle) -> np.ndarray:
-    return np.abs(np.hypot(xs - c.cx, ys - c.cy) - c.r) <= max(1.0, 0.04 * c.r)
-
-
-def _lsq_circle(x: np.ndarray, y: np.ndarray) -> Circle | None:
-    """Algebraic (Kasa) least-squares circle; None with too few or degenerate points."""
-    if x.size < 5:
-        return None
-    mx, my = x.mean(), y.mean()
-    u, v = x - mx, y - my
-    a = np.stack([u, v, np.ones_like(u)], 1)
-    sol, *_ = np.linalg.lstsq(a, u * u + v * v, rcond=None)
-    cx, cy = sol[0] / 2, sol[1] / 2
-    r2 = sol[2] + cx * cx + cy * cy
-    if not r2 > 0:
-        return None
-    return Circle(float(cx + mx), float(cy + my), float(math.sqrt(r2)))
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:
     return float(min(max((x - lo) / (hi - lo), 0.0), 1.0))
 
 
-def _score(crop: np.ndarray, maps: tuple[np.ndarray, np.ndarray], c: Circle, rays: dict, source: Circle) -> LensFit:
-    """Confidence that the fitted disc is a red reflex: rim support, redness contrast and the reflex's hue."""
-    contrast = _ring_median(maps[0], c, 0.0, 0.8) - _ring_median(maps[0], c, 1.15, 1.45)
-    if not math.isfinite(contrast):
-        return LensFit(source, 0.0)
-    support = rays["support"]
-    rgb_in = crop.reshape(-1, 3)[_disc_index(crop.shape[:2], c, 0.8)].astype(np.float32)
-    redness = float((np.median(rgb_in[:, 0]) + 4.0) / (np.median(rgb_in[:, 1]) + 4.0)) if rgb_in.size else 0.0
-    conf = _ramp(support, 0.25, 0.6) * _ramp(contrast, 6.0, 20.0) * _ramp(redness, 1.45, 1.8)
-    return LensFit(source, conf, support, contrast, redness)
+def _score(
+    view: np.ndarray, box: CropBox, maps: tuple[np.ndarray, np.ndarray], c: rimfit.Disc, miss: np.ndarray, seen: np.ndarray
+) -> LensFit:
+    """The fitted disc in source pixels, with the evidence that it is a red reflex and the confidence from it.
 
-
-def _disc_index(shape: tuple[int, int], c: Circle, frac: float) -> np.ndarray:
-    """Flat indices of the pixels within frac * r of the centre."""
-    ys, xs = np.ogrid[0 : shape[0], 0 : shape[1]]
-    return np.flatnonzero((xs - c.cx) ** 2 + (ys - c.cy) ** 2 < (frac * c.r) ** 2)
+    miss, seen: per ray of rimfit, how far its nearest fall lies from the circle (px), and
+    whether the circle is on the image there.
+    """
+    k = box.side / box.size
+    cx, cy = box.to_source(c[0], c[1])
+    circle = Circle(cx, cy, c[2] * k)
+    span = (0.0, max(1.6, 1.0 + 9.0 / c[2]))
+    red, hue = rimfit.profiles(maps[0], c, span), rimfit.profiles(maps[1], c, span)
+    rho = np.linspace(*span, rimfit.N_STEPS) * c[2]
+    inner, edge = rho < 0.8 * c[2], (rho > 0.84 * c[2]) & (rho < 0.96 * c[2])
+    outer = (rho > max(1.1 * c[2], c[2] + 2.5)) & (rho < max(1.4 * c[2], c[2] + 5.0))  # past the blur of the rim
+    # Farther out for the leak: JPEG keeps colour at half resolution in 8 px blocks, so hue bleeds past a small rim.
+    far = (rho > max(1.15 * c[2], c[2] + 4.0)) & (rho < max(1.5 * c[2], c[2] + 8.0))
+    contrast = rimfit.finite_median(red[:, inner]) - rimfit.finite_median(red[:, outer])
+    hue_in, hue_out = rimfit.finite_median(hue[:, inner]), rimfit.finite_median(hue[:, outer])
+    mid = (hue_in + hue_out) / 2
+    if not (math.isfinite(contrast) and math.isfinite(mid)) or not seen.any():
+        return LensFit(circle, 0.0)
+    with np.errstate(invalid="ignore"):
+        fill = float(np.mean(hue[:, inner][np.isfinite(hue[:, inner])] > mid))
+        ring = hue[:, far]
+        red_share = np.sum(ring > hue_out + 0.6 * (hue_in - hue_out), axis=1) / np.maximum(
+            np.sum(np.isfinite(ring), axis=1), 1
+        )
+        visible = seen & (np.array([rimfit.finite_median(row) for row in hue[:, edge]]) > mid)
+    known = np.isfinite(ring).any(axis=1)
+    leak = float(np.mean(red_share[known] >= 0.25)) if known.any() else 1.0
+    framed = float(seen.mean())
+    # Support counts the rim where the reflex reaches it: a lid or a dense spoke hides the rest.
+    rim = miss <= max(RIM_TOLERANCE * c[2], 0.75)  # tight: a square's sides leave the circle within a few %
+    support = float((rim & visible).sum() / max(visible.sum(), 1))
+    shown = float(visible.sum() / seen.sum())
+    rgb = rimfit.profiles(view.astype(np.float32), c, (0.0, 0.8), n_rays=32).reshape(-1, 3)
+    rgb = rgb[np.isfinite(rgb).all(axis=1)]
+    redness = float((np.median(rgb[:, 0]) + 4.0) / (np.median(rgb[:, 1]) + 4.0)) if rgb.size else 0.0
+    conf = (
+        _ramp(support, 0.5, 0.75)
+        * _ramp(shown, 0.3, 0.45)
+        * _ramp(contrast, 6.0, 20.0)
+        * _ramp(redness, 1.45, 1.8)
+        * _ramp(fill, 0.5, 0.75)
+        * _ramp(1.0 - leak, 0.7, 0.9)
+        * _ramp(framed, 0.55, 0.75)
+    )
+    return LensFit(circle, conf, support, contrast, redness, fill, leak, shown)
