@@ -197,16 +197,23 @@ def _maps(view: np.ndarray, box: CropBox, shape: tuple[int, int], sigma: float) 
     """
     red = cv2.GaussianBlur(redness_map(view).astype(np.float32), (0, 0), sigma)
     hue = cv2.GaussianBlur(hue_map(view), (0, 0), sigma)
-    h, w = shape
-    k = box.size / box.side
-    x0, x1 = (0 - box.x0) * k, (w - box.x0) * k  # the image's extent in view pixels
-    y0, y1 = (0 - box.y0) * k, (h - box.y0) * k
-    if x0 > 0 or y0 > 0 or x1 < box.size or y1 < box.size:
-        u = np.arange(box.size) + 0.5
-        off = (u[None, :] < x0) | (u[None, :] > x1) | (u[:, None] < y0) | (u[:, None] > y1)
+    off = off_image(box, shape)
+    if off is not None:
         red[off] = np.nan
         hue[off] = np.nan
     return red, hue
+
+
+def off_image(box: CropBox, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Boolean (size, size) mask of a crop's pixels that lie beyond an image of this shape; None if there are none."""
+    h, w = shape[:2]
+    k = box.size / box.side
+    x0, x1 = (0 - box.x0) * k, (w - box.x0) * k  # the image's extent in crop pixels
+    y0, y1 = (0 - box.y0) * k, (h - box.y0) * k
+    if x0 <= 0 and y0 <= 0 and x1 >= box.size and y1 >= box.size:
+        return None
+    u = np.arange(box.size) + 0.5
+    return (u[None, :] < x0) | (u[None, :] > x1) | (u[:, None] < y0) | (u[:, None] > y1)
 
 
 def find_lens(rgb: np.ndarray) -> LensFit:

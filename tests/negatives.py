@@ -190,7 +190,7 @@ def spoil(rgb: np.ndarray, fault: str, rng: np.random.Generator, radius: float) 
     if fault == "under_exposed":
         img *= rng.uniform(0.05, 0.12)
     elif fault == "over_exposed":
-        img = img * rng.uniform(3.5, 6.0) + rng.uniform(20, 60)
+        img = img * rng.uniform(4.0, 6.0) + rng.uniform(20, 60)
     elif fault == "out_of_focus":
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.22, 0.35) * radius)
     elif fault == "tiny":
