@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from engine import rimfit
-from engine.roi import Circle, LensFit, crop_to_lens, find_lens, off_image, redness_map
+from engine.roi import Circle, LensFit, coarse_copy, crop_to_lens, find_lens, off_image
 
 NO_LENS = "no_lens"
 UNDER_EXPOSED = "under_exposed"
@@ -36,7 +36,7 @@ class GateConfig:
     min_confidence: float = 0.3  # the finder's confidence below which no red reflex is taken as found
     dark_level: float = 45.0  # the reflex's bright level (0-255) below which the photograph is under-exposed
     blown_share: float = 0.1  # share of the disc blown to yellow-white above which it is over-exposed
-    max_blur: float = 0.15  # rim blur (Gaussian sigma as a share of the radius) above which it is out of focus
+    max_blur: float = 0.14  # rim blur (Gaussian sigma as a share of the radius) above which it is out of focus
     min_radius_px: float = 8.0  # the smallest lens radius, in pixels of the photograph, that can be graded
 
 
@@ -91,41 +91,48 @@ def check_image(
     engine.ood.OodScorer; the out-of-distribution check runs only when both are given.
     """
     t0 = time.perf_counter()
+    coarse = coarse_copy(rgb)
     lens = None
     if circle is None:
-        lens = find_lens(rgb)
+        lens = find_lens(rgb, coarse)
         circle = lens.circle
     t1 = time.perf_counter()
     problems = []
     if lens is not None and (circle is None or lens.confidence < config.min_confidence):
         problems.append(_no_lens(lens, config))
-    bright, blown = exposure(rgb, circle)
-    if bright < config.dark_level:
-        problems.append(Problem(UNDER_EXPOSED, f"The photograph is under-exposed: the red reflex reaches only "
-                                f"{bright:.0f} of 255, below {config.dark_level:.0f}.", bright, config.dark_level))
-    if blown > config.blown_share:
-        problems.append(Problem(OVER_EXPOSED, f"The photograph is over-exposed: {100 * blown:.0f} % of the lens is "
-                                f"blown out to white (the limit is {100 * config.blown_share:.0f} %).",
-                                blown, config.blown_share))
-    found = circle is not None and not any(p.code == NO_LENS for p in problems)
-    blur = rim_blur(rgb, circle) if found else float("nan")
-    if math.isfinite(blur) and blur > config.max_blur:
+    # A blurred or tiny lens can defeat the finder too: its red, roughly found disc is still measured.
+    plausible = circle is not None and (lens is None or lens.confidence >= config.min_confidence or lens.redness >= 1.6)
+    view = lens_view(rgb, circle) if circle is not None else None
+    measures = Measures(*exposure(coarse[0], view), rim_blur(view) if plausible else float("nan"))
+    problems += _exposure_problems(measures, config)
+    if math.isfinite(measures.blur) and measures.blur > config.max_blur:
         problems.append(Problem(OUT_OF_FOCUS, f"The photograph is out of focus: the edge of the lens is blurred over "
-                                f"{100 * blur:.0f} % of its radius (the limit is {100 * config.max_blur:.0f} %).",
-                                blur, config.max_blur))
-    small = _too_small(rgb, circle if found else None, config)
+                                f"{100 * measures.blur:.0f} % of its radius (the limit is "
+                                f"{100 * config.max_blur:.0f} %).", measures.blur, config.max_blur))
+    small = _too_small(rgb, circle if plausible else None, config)
     if small is not None:
         problems.append(small)
-    score = float("nan")
     if features is not None and ood is not None:
         score = float(ood.score(features))
+        measures = replace(measures, ood=score)
         if score > ood.threshold:
             problems.append(Problem(OUT_OF_DISTRIBUTION, "The photograph does not look like the photographs this model "
                                     f"was trained on (distance {score:.1f}, the limit is {ood.threshold:.1f}).",
                                     score, float(ood.threshold)))
     t2 = time.perf_counter()
     timings = {"find_ms": (t1 - t0) * 1e3, "checks_ms": (t2 - t1) * 1e3, "total_ms": (t2 - t0) * 1e3}
-    return GateResult(not problems, tuple(problems), circle, lens, Measures(bright, blown, blur, score), timings)
+    return GateResult(not problems, tuple(problems), circle, lens, measures, timings)
+
+
+def _exposure_problems(m: Measures, config: GateConfig) -> list[Problem]:
+    out = []
+    if m.bright < config.dark_level:
+        out.append(Problem(UNDER_EXPOSED, f"The photograph is under-exposed: the red reflex reaches only "
+                           f"{m.bright:.0f} of 255, below {config.dark_level:.0f}.", m.bright, config.dark_level))
+    if m.blown > config.blown_share:
+        out.append(Problem(OVER_EXPOSED, f"The photograph is over-exposed: {100 * m.blown:.0f} % of the lens is blown "
+                           f"out to white (the limit is {100 * config.blown_share:.0f} %).", m.blown, config.blown_share))
+    return out
 
 
 def _no_lens(lens: LensFit, config: GateConfig) -> Problem:
@@ -153,52 +160,71 @@ def _too_small(rgb: np.ndarray, circle: Circle | None, config: GateConfig) -> Pr
     return None
 
 
-def exposure(rgb: np.ndarray, circle: Circle | None) -> tuple[float, float]:
+@dataclass(frozen=True, eq=False)
+class LensView:
+    """The lens on a crop where its radius is at most VIEW_RADIUS px: pixels (NaN-free uint8 RGB), circle, off-image mask."""
+
+    rgb: np.ndarray
+    circle: rimfit.Disc  # in crop pixels
+    off: np.ndarray | None  # True where the crop lies beyond the photograph
+
+
+VIEW_RADIUS = 48.0
+VIEW_MARGIN = 1.7
+
+
+def lens_view(rgb: np.ndarray, circle: Circle) -> LensView:
+    """The crop the exposure and focus checks read: the disc and its surround, at most VIEW_RADIUS px in radius."""
+    size = int(round(2 * VIEW_MARGIN * min(VIEW_RADIUS, max(circle.r, 4.0))))
+    crop, box = crop_to_lens(rgb, circle, size, VIEW_MARGIN, fast=True)
+    c = ((size - 1) / 2.0, (size - 1) / 2.0, circle.r * size / box.side)
+    return LensView(crop, c, off_image(box, rgb.shape))
+
+
+def exposure(small: np.ndarray, view: LensView | None) -> tuple[float, float]:
     """(bright, blown): the reflex's bright level (0-255) and the share of the disc blown to yellow-white.
 
-    bright is the larger of the 99th percentile of the whole image's brightest channel and
-    the 90th percentile of red inside the disc, so a dense cataract that darkens most of
-    the disc is not mistaken for a dark photograph. Without a circle, the whole image stands in.
+    small: the photograph's coarse copy. bright is the larger of the 99th percentile of its
+    brightest channel and the 90th percentile of red inside the disc, so a dense cataract
+    that darkens most of the disc is not taken for a dark photograph. Without a lens the
+    whole coarse copy stands in for the disc.
     """
-    h, w = rgb.shape[:2]
-    side = max(h, w)
-    k = min(1.0, 96 / side)
-    small = cv2.resize(rgb[:: max(1, side // 192), :: max(1, side // 192)], (max(1, round(w * k)), max(1, round(h * k))),
-                       interpolation=cv2.INTER_AREA)
-    bright = float(np.percentile(small.max(axis=2), 99))
-    if circle is None:
+    bright = _percentile(small.max(axis=2).ravel(), 99)
+    if view is None:
         px = small.reshape(-1, 3)
     else:
-        crop, box = crop_to_lens(rgb, circle, 64, 1.0, fast=True)
-        off = off_image(box, rgb.shape)
-        px = crop[_DISC_64 if off is None else _DISC_64 & ~off]
-        bright = max(bright, float(np.percentile(px[:, 0], 90)))
-    blown = float(np.mean((px[:, 0] >= 250) & (px[:, 1] >= 190)))
+        h, w = view.rgb.shape[:2]
+        ys, xs = np.ogrid[0:h, 0:w]
+        cx, cy, r = view.circle
+        disc = (xs - cx) ** 2 + (ys - cy) ** 2 < (0.9 * r) ** 2
+        px = view.rgb[disc if view.off is None else disc & ~view.off]
+        bright = max(bright, _percentile(px[:, 0], 90))
+    blown = float(np.mean((px[:, 0] >= 250) & (px[:, 1] >= 190))) if px.size else 0.0
     return bright, blown
 
 
-_yy, _xx = np.mgrid[0:64, 0:64]
-_DISC_64 = (_xx - 31.5) ** 2 + (_yy - 31.5) ** 2 < (0.9 * 32) ** 2  # inside 0.9 r of a 64 px, margin-1 crop
+def _percentile(v: np.ndarray, q: float) -> float:
+    """The q-th percentile (nearest rank) of a 1-D array; 0 when it is empty."""
+    if v.size == 0:
+        return 0.0
+    k = min(int(round(q / 100 * (v.size - 1))), v.size - 1)
+    return float(np.partition(v, k)[k])
 
 
-def rim_blur(rgb: np.ndarray, circle: Circle) -> float:
+def rim_blur(view: LensView) -> float:
     """The rim's blur as a Gaussian sigma over the radius (NaN when too few rays show a clear step at the rim).
 
-    Brightness is sampled along rays across the rim on a crop where r is at most 48 px. The
-    rays whose steepest fall sits near the circle are aligned, and their median profile is
-    compared with itself blurred by a known amount: a sharp edge loses much of its steepest
-    slope to that blur, a soft one little, and the ratio gives the edge's own sigma
-    whatever its contrast and the reflex's dimming toward its edge.
+    Brightness is sampled along rays across the rim of the lens view. The rays whose
+    steepest fall sits near the circle are aligned, and their median profile is compared
+    with itself blurred by a known amount: a sharp edge loses much of its steepest slope to
+    that blur, a soft one little, and the ratio gives the edge's own sigma whatever its
+    contrast and the reflex's dimming toward its edge.
     """
-    size = int(round(2 * 1.7 * min(48.0, max(circle.r, 4.0))))
-    crop, box = crop_to_lens(rgb, circle, size, 1.7, fast=True)
-    c = ((size - 1) / 2.0, (size - 1) / 2.0, circle.r * size / box.side)
     # Luma, not redness: JPEG keeps colour at half resolution, which would blur every small rim.
-    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    off = off_image(box, rgb.shape)
-    if off is not None:
-        luma[off] = np.nan  # the black beyond the photograph's edge is no rim
-    prof = rimfit.profiles(luma, c, _BLUR_SPAN)
+    luma = cv2.cvtColor(view.rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if view.off is not None:
+        luma[view.off] = np.nan  # the black beyond the photograph's edge is no rim
+    prof = rimfit.profiles(luma, view.circle, _BLUR_SPAN)
     prof = prof[np.isfinite(prof[:, _BLUR_CORE]).all(axis=1)]
     if prof.shape[0] < 8:
         return float("nan")

@@ -7,6 +7,7 @@ copy or a crop) and takes circles as (cx, cy, r) tuples of floats.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -25,24 +26,47 @@ _COS, _SIN = np.cos(_ANGLES).astype(np.float32), np.sin(_ANGLES).astype(np.float
 Disc = tuple[float, float, float]
 
 
+@lru_cache(maxsize=32)
+def _ray_grid(span: tuple[float, float], n_rays: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-radius ray offsets (x, y) of shape (n_rays, N_STEPS), y pointing down the image."""
+    rho = np.linspace(span[0], span[1], N_STEPS, dtype=np.float32)
+    ang = np.linspace(0.0, 2.0 * np.pi, n_rays, endpoint=False)
+    ux = (np.cos(ang).astype(np.float32)[:, None] * rho[None, :]).astype(np.float32)
+    uy = (-np.sin(ang).astype(np.float32)[:, None] * rho[None, :]).astype(np.float32)
+    ux.setflags(write=False)
+    uy.setflags(write=False)
+    return ux, uy
+
+
 def profiles(img: np.ndarray, c: Disc, span: tuple[float, float], n_rays: int = N_RAYS) -> np.ndarray:
     """img (HxW or HxWxC float32) along rays from the centre (rows) at radii span * r (N_STEPS columns).
 
     Samples off the image are NaN.
     """
     cx, cy, r = c
-    rho = np.linspace(span[0], span[1], N_STEPS, dtype=np.float32) * np.float32(r)
-    ang = _ANGLES if n_rays == N_RAYS else np.linspace(0.0, 2.0 * np.pi, n_rays, endpoint=False)
-    cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-    mx = np.float32(cx) + cos[:, None] * rho[None, :]
-    my = np.float32(cy) - sin[:, None] * rho[None, :]
+    ux, uy = _ray_grid(tuple(span), n_rays)
+    mx = ux * np.float32(r) + np.float32(cx)
+    my = uy * np.float32(r) + np.float32(cy)
     return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
 
 
 def finite_median(a: np.ndarray) -> float:
-    """Median of the finite values of a (NaN when there are none); faster than np.nanmedian."""
+    """Median (upper middle) of the finite values of a (NaN when there are none); faster than np.nanmedian."""
     v = a[np.isfinite(a)]
-    return float(np.median(v)) if v.size else float("nan")
+    if not v.size:
+        return float("nan")
+    k = v.size // 2
+    return float(np.partition(v, k)[k])
+
+
+def row_medians(a: np.ndarray) -> np.ndarray:
+    """Median of each row's finite values (NaN for a row without any), vectorised."""
+    s = np.sort(a, axis=1)  # NaN sorts last
+    k = np.isfinite(a).sum(axis=1)
+    rows = np.arange(a.shape[0])
+    lo, hi = np.maximum((k - 1) // 2, 0), np.maximum(k // 2, 0)
+    hi = np.minimum(hi, a.shape[1] - 1)
+    return np.where(k > 0, 0.5 * (s[rows, lo] + s[rows, hi]), np.nan)
 
 
 def _levels(prof: np.ndarray) -> tuple[float, float]:
@@ -69,14 +93,16 @@ def _landing(prof: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - (after - low) / (high - low), 0.0, 1.0)
 
 
-def falls(red: np.ndarray, hue: np.ndarray, c: Disc, span: tuple[float, float]) -> tuple[np.ndarray, ...]:
+def falls(maps: np.ndarray, c: Disc, span: tuple[float, float]) -> tuple[np.ndarray, ...]:
     """The strongest outward falls of redness on each ray: x, y (view px) and weight, (N_RAYS, N_CANDIDATES).
 
     The weight is the fall's size times how close to the darkest redness and the lowest hue
     it lands: the rim falls to the iris, while the edge of a bright centre inside a shadowed
     disc (a dense cataract) lands on the shadow, which keeps the reflex's red hue.
+    maps: HxWx2 float32, redness and red hue.
     """
-    red_p, hue_p = profiles(red, c, span), profiles(hue, c, span)
+    both = profiles(maps, c, span)
+    red_p, hue_p = both[..., 0], both[..., 1]
     d = red_p[:, :-2] - red_p[:, 2:]  # positive where redness falls outward, centred on samples 1..N-2
     d[np.isnan(d)] = 0.0
     # Maxima over a window of samples only, so one blurred, noisy edge gives one candidate.
@@ -168,30 +194,31 @@ def lsq_circle(x: np.ndarray, y: np.ndarray) -> Disc | None:
     return (cx + mx, cy + my, math.sqrt(r2)) if r2 > 0 else None
 
 
-def fit_rim(
-    red: np.ndarray, hue: np.ndarray, c: Disc, span: tuple[float, float], slack: float
-) -> tuple[Disc, np.ndarray, np.ndarray] | None:
-    """RANSAC circle through the rim candidates near c, refined by least squares.
+def fit_rim(maps: np.ndarray, c: Disc, span: tuple[float, float], slack: float) -> tuple[Disc, np.ndarray, np.ndarray] | None:
+    """A circle through the rim candidates near c: RANSAC (unless slack < 0.15: then the candidates
+    nearest c), refined by least squares. maps: HxWx2 float32, redness and red hue.
 
     Returns the circle, each ray's miss (distance from the circle to its nearest usable
     candidate, in px; inf without one) and which rays meet the circle on the image.
     """
-    xs, ys, w = falls(red, hue, c, span)
+    xs, ys, w = falls(maps, c, span)
     w = w / max(float(np.median(w[:, 0])), 1e-6)
     ok = w > MIN_FALL
     if ok[:, 0].sum() < 6:
         return None
-    fitted = ransac(xs, ys, w, c, slack)
+    fitted = ransac(xs, ys, w, c, slack) if slack >= 0.15 else c
     if fitted is None:
         return None
-    for _ in range(2):
+    for _ in range(1 if slack >= 0.15 else 2):
         pick = rim_points(xs, ys, ok, fitted)
         fitted = lsq_circle(xs[pick], ys[pick]) or fitted
+    if abs(fitted[2] / c[2] - 1) > slack or math.hypot(fitted[0] - c[0], fitted[1] - c[1]) > slack * c[2]:
+        return None
     miss = np.where(ok, np.abs(np.hypot(xs - fitted[0], ys - fitted[1]) - fitted[2]), np.inf).min(axis=1)
-    h, w_ = red.shape
+    h, w_ = maps.shape[:2]
     rx, ry = fitted[0] + _COS * fitted[2], fitted[1] - _SIN * fitted[2]
     inside = (rx >= 1) & (rx <= w_ - 2) & (ry >= 1) & (ry <= h - 2)
     on_image = np.zeros(N_RAYS, bool)
     ix, iy = np.clip(rx, 0, w_ - 1).astype(int), np.clip(ry, 0, h - 1).astype(int)
-    on_image[inside] = np.isfinite(red[iy[inside], ix[inside]])
+    on_image[inside] = np.isfinite(maps[iy[inside], ix[inside], 0])
     return fitted, miss, on_image

@@ -29,7 +29,7 @@ LENS_MARGIN = 1.2  # the grading crop's half side in disc radii: the disc and a 
 MAX_PROPOSALS = 3
 RIM_TOLERANCE = 0.02  # a fall this close to the circle (share of r) supports it
 # Rim fits, each around the last: the span of radii the rays cover, and how far the circle may move.
-PASSES = (((0.5, 1.6), 1.0), ((0.8, 1.2), 0.2), ((0.9, 1.1), 0.08))
+PASSES = (((0.5, 1.6), 1.0), ((0.88, 1.12), 0.1))
 
 
 class LensError(ValueError):
@@ -190,18 +190,19 @@ def hue_map(rgb: np.ndarray) -> np.ndarray:
     return (r - 0.5 * (f[..., 1] + f[..., 2])) / (r + 8.0)
 
 
-def _maps(view: np.ndarray, box: CropBox, shape: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed redness (0-255) and red hue maps of a view, float32, NaN where the view lies beyond the image.
+def _maps(view: np.ndarray, box: CropBox, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """HxWx2 float32: smoothed redness (0-255) and red hue of a view, NaN where the view lies beyond the image.
 
     The NaN keeps the image's own border from passing for a rim.
     """
-    red = cv2.GaussianBlur(redness_map(view).astype(np.float32), (0, 0), sigma)
-    hue = cv2.GaussianBlur(hue_map(view), (0, 0), sigma)
+    f = view.astype(np.float32)
+    r = f[..., 0]
+    red = r - 0.5 * (f[..., 1] + f[..., 2])
+    maps = cv2.GaussianBlur(np.dstack([np.maximum(red, 0.0), red / (r + 8.0)]), (0, 0), sigma)
     off = off_image(box, shape)
     if off is not None:
-        red[off] = np.nan
-        hue[off] = np.nan
-    return red, hue
+        maps[off] = np.nan
+    return maps
 
 
 def off_image(box: CropBox, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -216,21 +217,32 @@ def off_image(box: CropBox, shape: tuple[int, ...]) -> np.ndarray | None:
     return (u[None, :] < x0) | (u[None, :] > x1) | (u[:, None] < y0) | (u[:, None] > y1)
 
 
-def find_lens(rgb: np.ndarray) -> LensFit:
-    """The red-reflex disc of a photograph, with its confidence (LensFit.circle is None if nothing fits)."""
+def coarse_copy(rgb: np.ndarray) -> tuple[np.ndarray, CropBox]:
+    """The photograph on a square of at most COARSE_SIDE px (black below or right of a non-square one), and its box."""
+    _check_rgb(rgb)
+    side = max(rgb.shape[:2])
+    box = CropBox(0, 0, side, min(COARSE_SIDE, side))
+    return _resample(rgb, box, fast=True), box
+
+
+def find_lens(rgb: np.ndarray, coarse: tuple[np.ndarray, CropBox] | None = None) -> LensFit:
+    """The red-reflex disc of a photograph, with its confidence (LensFit.circle is None if nothing fits).
+
+    coarse: the photograph's coarse_copy, when the caller has made it already.
+    """
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
     if min(h, w) < 8:
         return LensFit(None, 0.0)
     side = max(h, w)
-    box = CropBox(0, 0, side, min(COARSE_SIDE, side))
-    small = _resample(rgb, box, fast=True)
-    red, hue = _maps(small, box, (h, w), 1.0)
-    proposals = _proposals(small, hue)
+    small, box = coarse or coarse_copy(rgb)
+    maps = _maps(small, box, (h, w), 1.0)
+    proposals = _proposals(small)
     if not proposals:
         return LensFit(None, 0.0)
+    hue = np.ascontiguousarray(maps[..., 1])
     guess = max(proposals, key=lambda c: _hue_contrast(hue, c))
-    view, view_box, maps = small, box, (red, hue)
+    view, view_box = small, box
     if guess.r < 0.8 * FINE_RADIUS and side > box.size:  # look closer: crop the photograph around the guess
         k = side / box.size
         around = Circle(*box.to_source(guess.cx, guess.cy), guess.r * k)
@@ -240,7 +252,7 @@ def find_lens(rgb: np.ndarray) -> LensFit:
         guess = Circle(*view_box.to_crop(around.cx, around.cy), around.r * size / view_box.side)
     c: rimfit.Disc = (guess.cx, guess.cy, guess.r)
     for span, slack in PASSES:
-        fit = rimfit.fit_rim(maps[0], maps[1], c, span, slack)
+        fit = rimfit.fit_rim(maps, c, span, slack)
         if fit is None:
             return LensFit(None, 0.0)
         c, miss, on_image = fit
@@ -256,16 +268,20 @@ def _hue_contrast(hue: np.ndarray, c: Circle) -> float:
     return diff if math.isfinite(diff) else -1.0
 
 
-def _proposals(small: np.ndarray, hue: np.ndarray) -> list[Circle]:
-    """Candidate discs in coarse pixels: the largest blobs of high redness and of high red hue."""
-    red = cv2.medianBlur(redness_map(small), 5)
-    hue8 = cv2.medianBlur(np.clip(np.nan_to_num(hue) * 255.0, 0, 255).astype(np.uint8), 3)
+def _proposals(small: np.ndarray) -> list[Circle]:
+    """Candidate discs in coarse pixels: the largest blobs of high redness and of high red hue (found at half size)."""
+    half = small if small.shape[0] < 48 else cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2),
+                                                         interpolation=cv2.INTER_AREA)
+    k = small.shape[0] / half.shape[0]
+    red = cv2.medianBlur(redness_map(half), 3)  # the median removes glare spots
+    hue8 = cv2.medianBlur(np.clip(hue_map(half) * 255.0, 0, 255).astype(np.uint8), 3)
     out: list[Circle] = []
     for img, floor in ((red, 4), (hue8, 40)):
         level, mask = cv2.threshold(img, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
         if level < floor:  # hardly any red anywhere
             continue
-        for c in _blobs(mask):  # the two maps often propose the same disc; keep it once
+        for b in _blobs(mask):  # the two maps often propose the same disc; keep it once
+            c = Circle((b.cx + 0.5) * k - 0.5, (b.cy + 0.5) * k - 0.5, b.r * k)
             if all(math.hypot(c.cx - o.cx, c.cy - o.cy) > 0.1 * o.r or abs(c.r / o.r - 1) > 0.1 for o in out):
                 out.append(c)
     return out
@@ -279,7 +295,7 @@ def _blobs(mask: np.ndarray) -> list[Circle]:
     out = []
     for i in order:
         x, y, bw, bh, area = stats[i]
-        if area < 6:
+        if area < 3:
             continue
         out.append(Circle(x + (bw - 1) / 2.0, y + (bh - 1) / 2.0, max(bw, bh) / 2.0))
         if bw * bh > 1.6 * area:  # a ragged blob: its area may say more than its box
@@ -287,16 +303,14 @@ def _blobs(mask: np.ndarray) -> list[Circle]:
     return out
 
 
-_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:
     return float(min(max((x - lo) / (hi - lo), 0.0), 1.0))
 
 
-def _score(
-    view: np.ndarray, box: CropBox, maps: tuple[np.ndarray, np.ndarray], c: rimfit.Disc, miss: np.ndarray, seen: np.ndarray
-) -> LensFit:
+def _score(view: np.ndarray, box: CropBox, maps: np.ndarray, c: rimfit.Disc, miss: np.ndarray, seen: np.ndarray) -> LensFit:
     """The fitted disc in source pixels, with the evidence that it is a red reflex and the confidence from it.
 
     miss, seen: per ray of rimfit, how far its nearest fall lies from the circle (px), and
@@ -306,7 +320,8 @@ def _score(
     cx, cy = box.to_source(c[0], c[1])
     circle = Circle(cx, cy, c[2] * k)
     span = (0.0, max(1.6, 1.0 + 9.0 / c[2]))
-    red, hue = rimfit.profiles(maps[0], c, span), rimfit.profiles(maps[1], c, span)
+    both = rimfit.profiles(maps, c, span)
+    red, hue = both[..., 0], both[..., 1]
     rho = np.linspace(*span, rimfit.N_STEPS) * c[2]
     inner, edge = rho < 0.8 * c[2], (rho > 0.84 * c[2]) & (rho < 0.96 * c[2])
     outer = (rho > max(1.1 * c[2], c[2] + 2.5)) & (rho < max(1.4 * c[2], c[2] + 5.0))  # past the blur of the rim
@@ -323,7 +338,7 @@ def _score(
         red_share = np.sum(ring > hue_out + 0.6 * (hue_in - hue_out), axis=1) / np.maximum(
             np.sum(np.isfinite(ring), axis=1), 1
         )
-        visible = seen & (np.array([rimfit.finite_median(row) for row in hue[:, edge]]) > mid)
+        visible = seen & (rimfit.row_medians(hue[:, edge]) > mid)
     known = np.isfinite(ring).any(axis=1)
     leak = float(np.mean(red_share[known] >= 0.25)) if known.any() else 1.0
     framed = float(seen.mean())
