@@ -143,6 +143,10 @@ def _no_lens(lens: LensFit, config: GateConfig) -> Problem:
         why = "the brightest round region is not red"
     elif lens.leak > 0.2:
         why = "the red region does not end at a round edge"
+    elif lens.surround > 0.65:
+        why = "the red disc is no brighter than what surrounds it"
+    elif lens.surround < 0.05:
+        why = "the red disc sits on unlit black, as a fundus camera's round field does, not inside an iris"
     else:
         why = "no round, dark-bounded red disc was found"
     return Problem(NO_LENS, f"No red-reflex disc was found ({why}): this does not look like a retro-illumination "

@@ -70,7 +70,9 @@ class LensFit:
     1.6); fill, the share of the inside with the reflex's red hue (a cataract's shadow
     keeps it); leak, the share of directions in which that hue goes on past the rim
     (a red square or a face does, a pupil in its iris does not); shown, the share of
-    the rim the reflex reaches (the rest is hidden by lids). Support counts the shown rim.
+    the rim the reflex reaches (the rest is hidden by lids; support counts the shown rim);
+    surround, the brightness just outside the disc over the brightness inside (an iris is
+    dim but lit, and darker than the reflex; a fundus camera's round field sits on black, about 0.01).
     """
 
     circle: Circle | None
@@ -81,6 +83,7 @@ class LensFit:
     fill: float = 0.0
     leak: float = 1.0
     shown: float = 0.0
+    surround: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -346,9 +349,15 @@ def _score(view: np.ndarray, box: CropBox, maps: np.ndarray, c: rimfit.Disc, mis
     rim = miss <= max(RIM_TOLERANCE * c[2], 0.75)  # tight: a square's sides leave the circle within a few %
     support = float((rim & visible).sum() / max(visible.sum(), 1))
     shown = float(visible.sum() / seen.sum())
-    rgb = rimfit.profiles(view.astype(np.float32), c, (0.0, 0.8), n_rays=32).reshape(-1, 3)
-    rgb = rgb[np.isfinite(rgb).all(axis=1)]
-    redness = float((np.median(rgb[:, 0]) + 4.0) / (np.median(rgb[:, 1]) + 4.0)) if rgb.size else 0.0
+    pixels = view.astype(np.float32)
+    pixels[np.isnan(maps[..., 0])] = np.nan
+    rgb = rimfit.profiles(pixels, c, span, n_rays=32)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    disc = rgb[:, inner].reshape(-1, 3)
+    disc = disc[np.isfinite(disc).all(axis=1)]
+    redness = float((np.median(disc[:, 0]) + 4.0) / (np.median(disc[:, 1]) + 4.0)) if disc.size else 0.0
+    # A lens sits in its iris; a fundus camera's round field sits on unlit black.
+    surround = rimfit.finite_median(luma[:, far]) / max(rimfit.finite_median(luma[:, inner]), 1.0)
     conf = (
         _ramp(support, 0.5, 0.75)
         * _ramp(shown, 0.3, 0.45)
@@ -357,5 +366,6 @@ def _score(view: np.ndarray, box: CropBox, maps: np.ndarray, c: rimfit.Disc, mis
         * _ramp(fill, 0.5, 0.75)
         * _ramp(1.0 - leak, 0.7, 0.9)
         * _ramp(framed, 0.55, 0.75)
+        * (_ramp(surround, 0.02, 0.05) * _ramp(-surround, -0.9, -0.65) if math.isfinite(surround) else 1.0)
     )
-    return LensFit(circle, conf, support, contrast, redness, fill, leak, shown)
+    return LensFit(circle, conf, support, contrast, redness, fill, leak, shown, surround)
