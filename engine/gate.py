@@ -102,7 +102,7 @@ def check_image(
         problems.append(_no_lens(lens, config))
     # A blurred or tiny lens can defeat the finder too: its red, roughly found disc is still measured.
     plausible = circle is not None and (lens is None or lens.confidence >= config.min_confidence or lens.redness >= 1.6)
-    view = lens_view(rgb, circle) if circle is not None else None
+    view = lens_view(rgb, circle) if plausible else None
     measures = Measures(*exposure(coarse[0], view), rim_blur(view) if plausible else float("nan"))
     problems += _exposure_problems(measures, config)
     if math.isfinite(measures.blur) and measures.blur > config.max_blur:
@@ -185,26 +185,31 @@ def lens_view(rgb: np.ndarray, circle: Circle) -> LensView:
     return LensView(crop, c, off_image(box, rgb.shape))
 
 
+BLOWN_SPREAD = 2.0  # the whole picture's blown share counts double: the disc is at most part of it
+
+
 def exposure(small: np.ndarray, view: LensView | None) -> tuple[float, float]:
     """(bright, blown): the reflex's bright level (0-255) and the share of the disc blown to yellow-white.
 
     small: the photograph's coarse copy. bright is the larger of the 99th percentile of its
     brightest channel and the 90th percentile of red inside the disc, so a dense cataract
-    that darkens most of the disc is not taken for a dark photograph. Without a lens the
-    whole coarse copy stands in for the disc.
+    that darkens most of the disc is not taken for a dark photograph. blown is the larger
+    of the disc's blown share and BLOWN_SPREAD times the whole copy's (an over-exposed
+    reflex can defeat the finder, but it still whitens a good part of the picture).
     """
     bright = _percentile(small.max(axis=2).ravel(), 99)
+    whole = small.reshape(-1, 3)
+    blown_whole = float(np.mean((whole[:, 0] >= 250) & (whole[:, 1] >= 190)))
     if view is None:
-        px = small.reshape(-1, 3)
-    else:
-        h, w = view.rgb.shape[:2]
-        ys, xs = np.ogrid[0:h, 0:w]
-        cx, cy, r = view.circle
-        disc = (xs - cx) ** 2 + (ys - cy) ** 2 < (0.9 * r) ** 2
-        px = view.rgb[disc if view.off is None else disc & ~view.off]
-        bright = max(bright, _percentile(px[:, 0], 90))
+        return bright, BLOWN_SPREAD * blown_whole
+    h, w = view.rgb.shape[:2]
+    ys, xs = np.ogrid[0:h, 0:w]
+    cx, cy, r = view.circle
+    disc = (xs - cx) ** 2 + (ys - cy) ** 2 < (0.9 * r) ** 2
+    px = view.rgb[disc if view.off is None else disc & ~view.off]
+    bright = max(bright, _percentile(px[:, 0], 90))
     blown = float(np.mean((px[:, 0] >= 250) & (px[:, 1] >= 190))) if px.size else 0.0
-    return bright, blown
+    return bright, max(blown, BLOWN_SPREAD * blown_whole)
 
 
 def _percentile(v: np.ndarray, q: float) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import safetensors.numpy
+from safetensors import SafetensorError
 
 from engine.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -154,7 +155,7 @@ class OodScorer:
             tensors = safetensors.numpy.load((folder / OOD_WEIGHTS).read_bytes())
         except FileNotFoundError as e:
             raise OodError(f"no out-of-distribution statistics in {folder} ({Path(e.filename).name} is missing)") from None
-        except (OSError, ValueError, UnicodeDecodeError) as e:
+        except (OSError, ValueError, UnicodeDecodeError, SafetensorError) as e:
             raise OodError(f"the out-of-distribution statistics in {folder} cannot be read ({e})") from None
         if not isinstance(card, dict) or card.get("format") != FORMAT:
             raise OodError(f"{folder / OOD_CARD} is not an out-of-distribution card")
