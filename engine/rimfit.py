@@ -93,7 +93,7 @@ def _landing(prof: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - (after - low) / (high - low), 0.0, 1.0)
 
 
-def falls(maps: np.ndarray, c: Disc, span: tuple[float, float]) -> tuple[np.ndarray, ...]:
+def falls(maps: np.ndarray, c: Disc, span: tuple[float, float], use_luma: bool = False) -> tuple[np.ndarray, ...]:
     """The strongest outward falls of redness on each ray: x, y (view px) and weight, (N_RAYS, N_CANDIDATES).
 
     The weight is the fall's size times how close to the darkest redness and the lowest hue
@@ -103,7 +103,8 @@ def falls(maps: np.ndarray, c: Disc, span: tuple[float, float]) -> tuple[np.ndar
     """
     both = profiles(maps, c, span)
     red_p, hue_p = both[..., 0], both[..., 1]
-    d = red_p[:, :-2] - red_p[:, 2:]  # positive where redness falls outward, centred on samples 1..N-2
+    edge_p = both[..., 2] if use_luma else red_p
+    d = edge_p[:, :-2] - edge_p[:, 2:]  # positive where the value falls outward, centred on samples 1..N-2
     d[np.isnan(d)] = 0.0
     # Maxima over a window of samples only, so one blurred, noisy edge gives one candidate.
     peak = np.where((d >= cv2.dilate(d, _WINDOW)) & (d > 0), d, 0.0) * _landing(red_p) * _landing(hue_p)
@@ -201,7 +202,7 @@ def fit_rim(maps: np.ndarray, c: Disc, span: tuple[float, float], slack: float) 
     Returns the circle, each ray's miss (distance from the circle to its nearest usable
     candidate, in px; inf without one) and which rays meet the circle on the image.
     """
-    xs, ys, w = falls(maps, c, span)
+    xs, ys, w = falls(maps, c, span, use_luma=slack < 0.15)
     w = w / max(float(np.median(w[:, 0])), 1e-6)
     ok = w > MIN_FALL
     if ok[:, 0].sum() < 6:

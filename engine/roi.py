@@ -27,6 +27,7 @@ FINE_SIGMA = 0.5  # px of smoothing in the fine crop
 FINE_MARGIN = 2.0  # the fine crop's half side in radii of the guess
 LENS_MARGIN = 1.2  # the grading crop's half side in disc radii: the disc and a rim of iris
 MAX_PROPOSALS = 3
+CONFIDENT = 0.5  # a fit this confident ends the search over proposals
 RIM_TOLERANCE = 0.02  # a fall this close to the circle (share of r) supports it
 # Rim fits, each around the last: the span of radii the rays cover, and how far the circle may move.
 PASSES = (((0.5, 1.6), 1.0), ((0.88, 1.12), 0.1))
@@ -201,7 +202,8 @@ def _maps(view: np.ndarray, box: CropBox, shape: tuple[int, int], sigma: float) 
     f = view.astype(np.float32)
     r = f[..., 0]
     red = r - 0.5 * (f[..., 1] + f[..., 2])
-    maps = cv2.GaussianBlur(np.dstack([np.maximum(red, 0.0), red / (r + 8.0)]), (0, 0), sigma)
+    luma = 0.299 * r + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    maps = cv2.GaussianBlur(np.dstack([np.maximum(red, 0.0), red / (r + 8.0), luma]), (0, 0), sigma)
     off = off_image(box, shape)
     if off is not None:
         maps[off] = np.nan
@@ -231,20 +233,31 @@ def coarse_copy(rgb: np.ndarray) -> tuple[np.ndarray, CropBox]:
 def find_lens(rgb: np.ndarray, coarse: tuple[np.ndarray, CropBox] | None = None) -> LensFit:
     """The red-reflex disc of a photograph, with its confidence (LensFit.circle is None if nothing fits).
 
-    coarse: the photograph's coarse_copy, when the caller has made it already.
+    The proposals are tried in order of how sharply their red hue ends at their rim, until
+    one reaches CONFIDENT. coarse: the photograph's coarse_copy, when the caller has made it.
     """
     _check_rgb(rgb)
     h, w = rgb.shape[:2]
     if min(h, w) < 8:
         return LensFit(None, 0.0)
-    side = max(h, w)
     small, box = coarse or coarse_copy(rgb)
     maps = _maps(small, box, (h, w), 1.0)
-    proposals = _proposals(small)
-    if not proposals:
-        return LensFit(None, 0.0)
     hue = np.ascontiguousarray(maps[..., 1])
-    guess = max(proposals, key=lambda c: _hue_contrast(hue, c))
+    proposals = sorted(_proposals(small), key=lambda c: -_hue_contrast(hue, c))
+    best = LensFit(None, 0.0)
+    for guess in proposals[:MAX_PROPOSALS]:
+        fit = _fit(rgb, small, box, maps, guess)
+        if fit.confidence > best.confidence or best.circle is None:
+            best = fit
+        if best.confidence >= CONFIDENT:
+            break
+    return best
+
+
+def _fit(rgb: np.ndarray, small: np.ndarray, box: CropBox, maps: np.ndarray, guess: Circle) -> LensFit:
+    """Fit the rim around one proposal (on a closer crop when the disc is small in the coarse copy) and score it."""
+    h, w = rgb.shape[:2]
+    side = max(h, w)
     view, view_box = small, box
     if guess.r < 0.8 * FINE_RADIUS and side > box.size:  # look closer: crop the photograph around the guess
         k = side / box.size
