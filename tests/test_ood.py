@@ -69,12 +69,13 @@ def test_the_shipped_student_tells_its_photographs_from_other_pictures():
     """Statistics from the demo student's own features: held-out photographs mostly pass, other pictures do not."""
     import torch
 
+    from engine.bundle import load_bundle
     from engine.data.transforms import preprocess_eval
-    from engine.infer import Grader
+    from engine.resources import default_model_dir
     from engine.synth.sheet import render_sample
 
-    grader = Grader(device="cpu")
-    model, card = grader._student, grader.student_card
+    model, card = load_bundle(default_model_dir("student"), expect_role="student", device="cpu")
+    model.eval()
 
     def batch(imgs):
         return torch.stack([preprocess_eval(im, card.image_size, card.mean, card.std) for im in imgs])
