@@ -38,7 +38,7 @@ from engine.roi import Circle  # noqa: E402
 from engine.synth.framing import KINDS  # noqa: E402
 from engine.synth.sheet import render_sample  # noqa: E402
 
-HELD_OUT_SEED = 20260  # never used while the finder and the gate were tuned
+HELD_OUT_SEED = 777001  # never used while the finder and the gate were tuned (20260 was looked at once; retired)
 TRAIN_SEED = 31337  # the OOD statistics' training images
 
 

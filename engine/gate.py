@@ -33,7 +33,7 @@ CODES = (NO_LENS, UNDER_EXPOSED, OVER_EXPOSED, OUT_OF_FOCUS, LENS_TOO_SMALL, OUT
 class GateConfig:
     """The gate's limits; the defaults are calibrated on synthetic photographs (see benchmarks/bench_gate.py)."""
 
-    min_confidence: float = 0.3  # the finder's confidence below which no red reflex is taken as found
+    min_confidence: float = 0.2  # the finder's confidence below which no red reflex is taken as found
     dark_level: float = 45.0  # the reflex's bright level (0-255) below which the photograph is under-exposed
     blown_share: float = 0.1  # share of the disc blown to yellow-white above which it is over-exposed
     max_blur: float = 0.14  # rim blur (Gaussian sigma as a share of the radius) above which it is out of focus

@@ -193,9 +193,10 @@ def spoil(rgb: np.ndarray, fault: str, rng: np.random.Generator, radius: float) 
         img = img * rng.uniform(4.0, 6.0) + rng.uniform(20, 60)
     elif fault == "out_of_focus":
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.22, 0.35) * radius)
-    elif fault == "tiny":
-        side = int(rng.integers(8, 13)) * 2
-        return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+    elif fault == "tiny":  # a thumbnail in which the lens is 3-7 px in radius
+        k = rng.uniform(3.0, 7.0) / radius
+        h, w = rgb.shape[:2]
+        return cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
     else:
         raise ValueError(f"unknown fault {fault!r}")
     return np.clip(img, 0, 255).astype(np.uint8)
