@@ -21,6 +21,7 @@ import numpy as np
 import safetensors.numpy
 from safetensors import SafetensorError
 
+from engine.errors import EngineError
 from engine.fsutil import atomic_write_bytes, atomic_write_text
 
 OOD_WEIGHTS = "ood.safetensors"
@@ -30,7 +31,7 @@ FORMAT_VERSION = 1
 DEFAULT_QUANTILE = 0.995
 
 
-class OodError(ValueError):
+class OodError(EngineError):
     """Statistics that cannot be fitted, saved or loaded (too few images, a damaged or foreign file)."""
 
 

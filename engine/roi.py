@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from engine import rimfit
+from engine.errors import EngineError
 
 COARSE_SIDE = 128  # long side of the coarse copy, px
 FINE_RADIUS = 40.0  # the disc's radius in the fine crop, px
@@ -33,7 +34,7 @@ RIM_TOLERANCE = 0.02  # a fall this close to the circle (share of r) supports it
 PASSES = (((0.5, 1.6), 1.0), ((0.88, 1.12), 0.1))
 
 
-class LensError(ValueError):
+class LensError(EngineError):
     """An image or circle the finder or the crop cannot work with."""
 
 
