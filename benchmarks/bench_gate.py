@@ -202,6 +202,23 @@ def timings(repeats: int, threads: int, say) -> dict:
     return out
 
 
+def framing_figure(path: Path) -> None:
+    """docs/synthetic-framing.png: one photograph per framing kind with the circle the finder found."""
+    from engine.roi import find_lens
+
+    tiles = []
+    for j, kind in enumerate(KINDS):
+        s = render_sample(np.random.default_rng([7, j]), 192, target_grade=(2 * j + 3) % 8, framing=kind)
+        img, c = s.image.copy(), find_lens(s.image).circle
+        cv2.circle(img, (int(round(c.cx)), int(round(c.cy))), int(round(c.r)), (80, 255, 80), 1, cv2.LINE_AA)
+        bar = np.full((22, 192, 3), 245, np.uint8)
+        cv2.putText(bar, f"{kind}  grade {s.true_grade}", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        tiles.append(np.concatenate([img, bar], 0))
+    cv2.imwrite(str(path), np.concatenate(tiles, 1)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=800, help="held-out photographs for the finder's IoU (default 800)")
@@ -214,6 +231,7 @@ def main() -> None:
     ap.add_argument("--skip-ood", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the timing (default 1)")
     ap.add_argument("--timing-only", action="store_true", help="run part 5 only")
+    ap.add_argument("--figure", type=Path, help="write the framing figure (docs/synthetic-framing.png) and stop")
     args = ap.parse_args()
     if args.quick:
         args.n, args.n_per_size, args.n_negatives, args.n_train, args.repeats = 64, 16, 6, 64, 5
@@ -221,6 +239,9 @@ def main() -> None:
     cv2.setNumThreads(1)
     say = print
     t0 = time.perf_counter()
+    if args.figure:
+        framing_figure(args.figure)
+        return
     say(f"gate limits: {GateConfig()}")
     if args.timing_only:
         print(json.dumps({"timings": timings(args.repeats, args.threads, say)}, default=float))
