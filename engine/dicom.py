@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -138,6 +139,39 @@ def read_dicom(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
 
     rgb = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
     return rgb, read_meta(path)
+
+
+def case_details(path: str | Path, given: Mapping[str, str | None]) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    """The patient_id, eye and visit_date to record for a file: what is `given` wins, a DICOM's own fill the rest.
+
+    Returns (details, notes): a note for each value the file holds that differs from the given
+    one, and the file's own notes (first of N frames, an eye or date left blank). A file that is
+    not DICOM, or whose header cannot be read, keeps the given details.
+    """
+    details = {k: given.get(k) or None for k in ("patient_id", "eye", "visit_date")}
+    if not is_dicom_file(path):
+        return details, ()
+    try:
+        meta = read_meta(path)
+    except ImageReadError:
+        return details, ()
+    notes = list(meta.notes)
+    for key, value in meta.details().items():
+        mine = details[key]
+        if value is None:
+            continue
+        if mine is None:
+            details[key] = value
+        elif _same(key, mine) != value:
+            label = key.replace("_", " ").replace("patient id", "patient ID")
+            notes.append(f"the file gives {label} {value!r}; the given {mine!r} is used")
+    return details, tuple(notes)
+
+
+def _same(key: str, value: str) -> str:
+    """A given value in the form the file's value is compared in (OD/OS upper case, dates as YYYY-MM-DD)."""
+    value = value.strip()
+    return value.upper() if key == "eye" else value
 
 
 def _short(e: BaseException) -> str:
