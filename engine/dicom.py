@@ -86,10 +86,13 @@ _quiet = False
 
 
 def _quiet_pydicom() -> None:
-    """pydicom warns on stderr about what it reads past (a bad date, a missing delimiter); the sentences
-    here and in DicomMeta.notes say it instead."""
+    """pydicom warns on stderr about values it reads past (a bad date, a missing delimiter); DicomMeta.notes and
+    the refusals here say it in a sentence instead. Values are not validated on reading (we check what we use)."""
     global _quiet
     if not _quiet:
+        from pydicom import config
+
+        config.settings.reading_validation_mode = config.IGNORE
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
         _quiet = True
 

@@ -101,3 +101,16 @@ def test_progress_counts_give_an_eta(grader, folder):
     mid = events[3]
     assert mid.eta_s == pytest.approx(mid.elapsed_s / 3 * 3)
     assert BatchProgress(4, 10, 0, 8.0).eta_s == pytest.approx(12.0)
+
+
+def test_cases_add_takes_details_from_a_dicom_and_the_command_line_wins(tiny_bundles, folder, tmp_path, capsys):
+    db = tmp_path / "cases.sqlite3"
+    dcm = folder / "sub" / "a.dcm"
+    assert main(["cases", "add", str(dcm), str(folder / "sub" / "b.dcm"), "--eye", "OS", "--db", str(db),
+                 "--model", str(tiny_bundles[0]), "--teacher", str(tiny_bundles[1]), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {dcm}: the file gives eye 'OD'; the given 'OS' is used" in err
+    with CaseLog.open(db) as log:
+        a, b = sorted(log.list(), key=lambda c: c.id)
+    assert (a.patient_id, a.eye, a.visit_date) == ("P9", "OS", "2026-01-05")
+    assert (b.patient_id, b.eye, b.visit_date) == ("P9", "OS", None)

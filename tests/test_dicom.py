@@ -165,3 +165,32 @@ def test_non_dicom_dcm_is_refused_and_a_misnamed_png_is_read(tmp_path, photo):
     np.testing.assert_array_equal(read_image(png), photo)  # content decides, as for every other format
     with pytest.raises(ImageReadError, match="not a DICOM file"):
         read_meta(png)
+
+
+def test_rle_and_jpeg_2000_read_through_their_decoders(tmp_path, photo):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, RLELossless
+
+    rle = uncompressed(photo)
+    rle.compress(RLELossless)  # pydicom's own encoder
+    np.testing.assert_array_equal(read_image(save(rle, tmp_path / "rle.dcm")), photo)
+    ok, jp2 = cv2.imencode(".jp2", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))  # OpenCV's OpenJPEG
+    assert ok
+    j2k = uncompressed(photo)
+    j2k.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    j2k.PixelData = encapsulate([jp2.tobytes()])
+    j2k["PixelData"].VR = "OB"
+    j2k["PixelData"].is_undefined_length = True
+    got = read_image(save(j2k, tmp_path / "j2k.dcm"))  # decoded by Pillow
+    assert np.abs(got.astype(int) - photo.astype(int)).mean() < 1.0
+
+
+def test_palette_colour_reads_through_its_lookup_table(tmp_path):
+    index = np.array([[0, 1, 2, 255]], np.uint8).repeat(2, 0)
+    ds = uncompressed(index, photometric="PALETTE COLOR")
+    ramp = np.arange(256, dtype=np.uint16)
+    for colour, table in (("Red", ramp * 257), ("Green", (255 - ramp) * 257), ("Blue", np.full(256, 128 * 257))):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", table.astype("<u2").tobytes())
+    got = read_image(save(ds, tmp_path / "palette.dcm"))
+    assert got[0].tolist() == [[0, 255, 128], [1, 254, 128], [2, 253, 128], [255, 0, 128]]
