@@ -5,7 +5,8 @@ pydicom parses the file; its own decoders read uncompressed, deflated and RLE pi
 Pillow decodes JPEG baseline and extended (1.2.840.10008.1.2.4.50/.51) and JPEG 2000
 (.90/.91). Other compressions (JPEG lossless, JPEG-LS, HTJ2K, video) are refused with a
 sentence that names them. `engine.io.read_image` calls `decode_dicom` for every file that
-carries the DICOM marker, so grading, the case log and the app read .dcm like any image.
+carries the DICOM marker, so grading, the case log and the app read .dcm like any image;
+`read_meta` gives the patient, eye and date without decoding the pixels.
 
 Pixels: RGB, YBR_FULL, YBR_FULL_422 (converted to RGB), MONOCHROME2 (gray; MONOCHROME1 is
 inverted), PALETTE COLOR (through its lookup table); 8 or 16 bits allocated, scaled to 8 bits
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.io import ImageReadError
+from engine.errors import EngineError
 
 MAGIC = b"DICM"
 MAGIC_OFFSET = 128
@@ -61,8 +62,17 @@ class DicomMeta:
         return {"patient_id": self.patient_id, "eye": self.eye, "visit_date": self.visit_date}
 
 
-def _fail(name: str, reason: str) -> ImageReadError:
-    return ImageReadError(f"cannot read image '{name}': {reason}", name=name, reason=reason)
+class DicomError(EngineError):
+    """A DICOM file that cannot be read; engine.io turns it into its ImageReadError with the same reason."""
+
+    def __init__(self, message: str, *, name: str, reason: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+
+
+def _fail(name: str, reason: str) -> DicomError:
+    return DicomError(f"cannot read DICOM file '{name}': {reason}", name=name, reason=reason)
 
 
 def is_dicom(data: bytes) -> bool:
@@ -123,7 +133,9 @@ def read_meta(path: str | Path) -> DicomMeta:
 
 
 def decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """The first frame of a DICOM file's bytes as HxWx3 uint8 RGB, or ImageReadError saying why not."""
+    """The first frame of a DICOM file's bytes as HxWx3 uint8 RGB, or DicomError saying why not.
+
+    Called by engine.io.read_image (which checks the file's size first); read through it."""
     ds = _parse(data, name)
     meta = meta_of(ds)
     _check_decodable(meta, ds, data, name, max_pixels)
@@ -134,14 +146,6 @@ def decode_dicom(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except Exception as e:  # noqa: BLE001  (a decoder's failure on damaged data, of any kind)
         raise _fail(name, f"the file is damaged or truncated (its pixel data cannot be decoded: {_short(e)})") from None
     return _to_rgb8(arr, ds, meta, name)
-
-
-def read_dicom(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, DicomMeta]:
-    """Pixels (through engine.io.read_image, with its size limits) and metadata of one DICOM file."""
-    from engine.io import DEFAULT_MAX_PIXELS, read_image
-
-    rgb = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
-    return rgb, read_meta(path)
 
 
 def case_details(path: str | Path, given: Mapping[str, str | None]) -> tuple[dict[str, str | None], tuple[str, ...]]:
@@ -156,7 +160,7 @@ def case_details(path: str | Path, given: Mapping[str, str | None]) -> tuple[dic
         return details, ()
     try:
         meta = read_meta(path)
-    except ImageReadError:
+    except DicomError:
         return details, ()
     notes = list(meta.notes)
     for key, value in meta.details().items():

@@ -265,10 +265,13 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    from engine.dicom import decode_dicom, is_dicom
+    from engine.dicom import DicomError, decode_dicom, is_dicom
 
     if is_dicom(data):
-        return decode_dicom(data, name, max_pixels)
+        try:
+            return decode_dicom(data, name, max_pixels)
+        except DicomError as e:
+            raise _fail(name, e.reason) from None
     fmt = _sniff(data)
     if fmt is None and Path(name).suffix.lower() in DICOM_EXTENSIONS:
         raise _fail(name, "it is named like a DICOM file but is not one (there is no 'DICM' marker at byte 128)")

@@ -6,7 +6,7 @@ import pytest
 from dicom_helpers import encapsulated, jpeg_baseline, save, synth_photo, uncompressed
 from pydicom.uid import JPEGLosslessSV1, JPEGLSLossless
 
-from engine.dicom import read_dicom, read_meta
+from engine.dicom import DicomError, read_meta
 from engine.io import ImageReadError, read_image, read_image_bytes
 
 
@@ -82,8 +82,7 @@ def test_pixel_limit_applies_before_decoding(tmp_path, photo):
 def test_patient_eye_and_date_come_from_the_file(tmp_path, photo):
     path = save(uncompressed(photo, PatientID="  MRN-0042 ", ImageLaterality="L", StudyDate="20260501"),
                 tmp_path / "m.dcm")
-    rgb, meta = read_dicom(path)
-    assert rgb.shape == photo.shape
+    meta = read_meta(path)
     assert meta.details() == {"patient_id": "MRN-0042", "eye": "OS", "visit_date": "2026-05-01"}
     assert (meta.laterality, meta.modality, meta.frames, meta.notes) == ("L", "OP", 1, ())
     assert meta.sop_class == "Ophthalmic Photography 8 Bit Image Storage"
@@ -163,7 +162,7 @@ def test_non_dicom_dcm_is_refused_and_a_misnamed_png_is_read(tmp_path, photo):
     png = tmp_path / "photo.dcm"
     png.write_bytes(cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes())
     np.testing.assert_array_equal(read_image(png), photo)  # content decides, as for every other format
-    with pytest.raises(ImageReadError, match="not a DICOM file"):
+    with pytest.raises(DicomError, match="not a DICOM file"):
         read_meta(png)
 
 
