@@ -149,3 +149,19 @@ def test_report_cli(log, tmp_path, tiny_bundles, capsys):
     assert main(["report", "nothere.png", "--pdf", str(out), "--db", db]) == 2
     assert "'nothere.png' is neither a case id nor an image file" in capsys.readouterr().err
     assert len(_pages(out)) == 4  # the refused runs left the earlier report as it was
+
+
+def test_the_input_gate_result_as_the_gate_gives_it(log, tmp_path, grader):
+    import numpy as np
+
+    from engine.gate import check_image
+
+    a, b = _two_visits(log, tmp_path)
+    dark = check_image((synth_photo(6, 128) * 0.1).astype(np.uint8))
+    assert not dark.ok and dark.reasons
+    log.set_gate(a, dark)
+    log.set_gate(b, check_image(synth_photo(6, 128)))
+    first, second = _pages(write_pdf(tmp_path / "g.pdf", report_items([a, b], log=log, grader=None)))
+    assert "Input gate failed " + dark.reasons[0] in first and "measures.bright:" in first
+    assert "timings_ms" not in first and "lens." not in first
+    assert "Input gate passed" in second

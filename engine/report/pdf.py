@@ -282,8 +282,11 @@ class _Page:
         if verdict is not None:
             p.text(x, y, "passed" if verdict else "failed", 9, bold=True, color=GOOD if verdict else ALERT)
             y += 11
-        rest = [f"{k}: {_value(v)}" for k, v in sorted(_flat(gate).items()) if k not in ("ok", "passed", "accepted")]
-        return p.paragraph(x, y, "; ".join(rest), COL, 7.5, color=MUTED, max_lines=4) if rest else y
+        problems = [q.get("reason") for q in gate.get("problems") or () if isinstance(q, dict) and q.get("reason")]
+        for reason in problems[:3]:
+            y = p.paragraph(x, y, reason, COL, 7.5, color=ALERT, max_lines=2)
+        rest = [f"{k}: {_value(v)}" for k, v in sorted(_flat(gate).items()) if _shown(k, v)]
+        return p.paragraph(x, y, "; ".join(rest), COL, 7.5, color=MUTED, max_lines=3) if rest else y
 
     # ---- lower --------------------------------------------------------------------------------
     def _sublabels(self, y: float) -> float:
@@ -346,6 +349,15 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+_GATE_HIDDEN = ("ok", "passed", "accepted", "problems", "timings_ms.", "lens.")  # said above, or internals
+
+
+def _shown(key: str, value: object) -> bool:
+    """A gate entry worth a line: not the verdict or problems said above, not timings or the finder's evidence."""
+    hidden = any(key == h or (h.endswith(".") and key.startswith(h)) for h in _GATE_HIDDEN)
+    return not hidden and not (isinstance(value, float) and value != value)  # NaN: not measured
 
 
 def _value(v: object) -> str:
