@@ -25,7 +25,7 @@ from engine.bundle import ModelCard, load_bundle
 from engine.data.dataset import preprocess_eval
 from engine.device import pick_device
 from engine.evaluation import autocast_for
-from engine.io import read_image
+from engine.io import min_side_for, read_image_reduced
 from engine.resources import default_model_dir
 from engine.results import GradeResult, ModelInfo
 from engine.schema import NUM_GRADES
@@ -129,13 +129,15 @@ class Grader:
         grade up, whatever the predicted class).
         """
         t0 = time.perf_counter()
-        source = None
+        source, full = None, None
         if isinstance(image, (str, Path)):
-            source, rgb = str(image), read_image(image)
+            # Decoded at the reduced scale the model needs; the heat map is still drawn at the file's full size.
+            decoded = read_image_reduced(image, min_side_for(self._card_for(sublabels).image_size))
+            source, rgb, full = str(image), decoded.rgb, decoded.full_size
         else:
             rgb = self._check_array(image)
         t1 = time.perf_counter()
-        results = self._grade_arrays([rgb], sublabels, cam, target, cam_method)
+        results = self._grade_arrays([rgb], sublabels, cam, target, cam_method, [full] if full else None)
         r = results[0]
         timings = {"decode_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return _replace(r, timings_ms=timings, source=source)
@@ -159,11 +161,11 @@ class Grader:
     def _card_for(self, sublabels) -> ModelCard:
         return self.student_card if sublabels is None or self.teacher_card is None else self.teacher_card
 
-    def _grade_arrays(self, rgbs, sublabels, cam, target, cam_method) -> list[GradeResult]:
+    def _grade_arrays(self, rgbs, sublabels, cam, target, cam_method, shapes=None) -> list[GradeResult]:
         t0 = time.perf_counter()
         card = self._card_for(sublabels)
         x = torch.stack([preprocess_eval(rgb, card.image_size, card.mean, card.std) for rgb in rgbs])
-        shapes = [rgb.shape[:2] for rgb in rgbs]
+        shapes = shapes or [rgb.shape[:2] for rgb in rgbs]
         return self._grade_tensors(x, shapes, sublabels, cam, target, cam_method, (time.perf_counter() - t0) * 1e3)
 
     def _grade_tensors(self, x, shapes, sublabels, cam, target, cam_method, prep_ms) -> list[GradeResult]:
@@ -238,8 +240,10 @@ class Grader:
         raw = raw / top if top > 0 else raw
         x0, y0, side = crop_box(height, width)
         canvas = np.zeros((height, width), np.float32)
-        canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(raw, (side, side), interpolation=cv2.INTER_LINEAR)
-        return np.clip(canvas, 0.0, 1.0)
+        square = canvas[y0 : y0 + side, x0 : x0 + side]  # resized and clipped in place: no second full-size map
+        cv2.resize(raw, (side, side), dst=square, interpolation=cv2.INTER_LINEAR)
+        np.clip(square, 0.0, 1.0, out=square)
+        return canvas
 
     # ---- many files ------------------------------------------------------------
     def grade_files(
@@ -268,8 +272,8 @@ class Grader:
         def load(p: str):
             # Decode and preprocess off the compute thread.
             try:
-                rgb = read_image(p)
-                return preprocess_eval(rgb, card.image_size, card.mean, card.std), rgb.shape[:2], None
+                decoded = read_image_reduced(p, min_side_for(card.image_size))
+                return preprocess_eval(decoded.rgb, card.image_size, card.mean, card.std), decoded.full_size, None
             except (ValueError, OSError) as e:
                 return None, None, str(e)
 
