@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
@@ -189,30 +190,39 @@ def _replaceable(path: Path) -> bool:
 
 
 def _publish(path: Path, files: dict[str, bytes]) -> None:
-    """Write `files` into a temp folder beside `path`, then swap it in; an old bundle goes last."""
+    """Write `files` into a temp folder beside `path`, then swap it in; an old bundle goes last.
+
+    A kill at any step leaves the old bundle or the new one in place, or the old one moved aside
+    as .NAME.*.old (a run folder puts it back when the job resumes); temp folders of writes
+    killed over an hour ago are removed here.
+    """
     if path.exists() and not _replaceable(path):
         raise BundleError(f"{path} exists and is not a model bundle, so it will not be replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in stale_temps(path.parent, path.name, older_than=3600):
+        remove_tree(leftover)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         for name, data in files.items():
-            with open(tmp / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_file_synced(tmp / name, data)
+        write_step("bundle.files-written")
         if path.exists():
             old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
             os.replace(path, old)
+            write_step("bundle.old-moved")
             try:
                 os.replace(tmp, path)
-            except BaseException:
+            except Exception:
                 os.replace(old, path)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            write_step("bundle.new-moved")
+            remove_tree(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(path.parent)
+    except BaseException as e:
+        if not isinstance(e, InjectedKill):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -170,14 +170,13 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     from engine.distill_extra import forward_with_map, load_teachers
     from engine.evaluation import autocast_for, forward_batch, make_loader, predict_loader
     from engine.metrics import fit_temperature
+    from engine.runfolder import prepare_run_folder
 
     cfg.check()
     cancel = cancel or CancelToken()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
     ckpt_dir, best_path = out / "checkpoint", out / "best.safetensors"
-    if not cfg.resume:
-        (out / "log.jsonl").unlink(missing_ok=True)
     log = _Log(out / "log.jsonl", progress)
     _seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -214,7 +213,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     aux = {"loss": loss_fn} if isinstance(loss_fn, torch.nn.Module) else {}
 
     start_epoch, best, best_epoch, history_best_loss = 1, -math.inf, 0, math.inf
-    if cfg.resume and ckpt_dir.exists():
+    if cfg.resume:
         state = load_checkpoint(ckpt_dir, model, opt, aux)
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         history_best_loss = state.get("best_loss", math.inf)
