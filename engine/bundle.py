@@ -26,9 +26,17 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from engine.bundle_check import (
+    CheckError,
+    check_card_fields,
+    header_problems,
+    load_card_json,
+    nonfinite_parameters,
+    read_weights_header,
+)
 from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 from engine.models import ModelConfigError, create_model, is_model, list_models
-from engine.models.backbone import cast_like, state_dict_problems
+from engine.models.backbone import cast_like, state_dict_problems, summarize_keys
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
 
 FORMAT_VERSION = 1
@@ -92,14 +100,16 @@ class ModelCard:
             raise BundleError(f"card format_version must be an integer, not {self.format_version!r}")
         if self.role not in ROLES:
             raise BundleError(f"card role must be 'student' or 'teacher', not {self.role!r}")
-        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 1:
-            raise BundleError(f"card image_size must be a positive integer, not {self.image_size!r}")
         if not isinstance(self.arch_config, dict):
             raise BundleError("card arch_config must be a JSON object")
         self.mean = _floats3("mean", self.mean)
         self.std = _floats3("std", self.std, positive=True)
         schema = self.schema_obj()
-        self.grades = [str(g) for g in (self.grades or schema.grade_names)]
+        self.grades = list(self.grades or schema.grade_names) if isinstance(self.grades, (list, tuple)) else self.grades
+        try:
+            check_card_fields(self)
+        except CheckError as e:
+            raise BundleError(str(e)) from None
         if len(self.grades) != NUM_GRADES:
             raise BundleError(f"card lists {len(self.grades)} grades; a model grades {NUM_GRADES} ({GRADES[0]}-{GRADES[-1]})")
         if self.dtype not in DTYPES:
@@ -262,7 +272,9 @@ def read_card(path: str | Path) -> ModelCard:
     if not card_path.is_file():
         raise BundleError(f"{p} has no {CARD_FILE}, so it is not a model bundle")
     try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
+        data = load_card_json(card_path)
+    except CheckError as e:
+        raise BundleError(f"{card_path} is refused: {e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{card_path} is not valid JSON ({e})") from None
     except OSError as e:
@@ -273,10 +285,20 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{card_path}: {e}") from None
 
 
-def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _weights_header(p: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     weights = p / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{p} has no {WEIGHTS_FILE}, so its model cannot be loaded")
+    try:
+        return read_weights_header(weights)
+    except CheckError as e:
+        raise BundleError(f"{weights} is refused: {e}") from None
+    except OSError as e:
+        raise BundleError(f"{weights} cannot be read ({e.strerror})") from None
+
+
+def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+    weights = p / WEIGHTS_FILE
     try:
         data = weights.read_bytes()
         tensors = load_safetensors_bytes(data)
@@ -285,6 +307,18 @@ def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
     except safetensors.SafetensorError as e:
         raise BundleError(f"{weights} is damaged or not a safetensors file ({e})") from None
     return tensors, hashlib.sha256(data).hexdigest()[:16]
+
+
+def _build(p: Path, card: ModelCard, meta: bool = False) -> nn.Module:
+    """The card's model; on the meta device (no memory) for checking a weights header against it."""
+    cfg = {k: v for k, v in card.arch_config.items() if k != "pretrained_path"}
+    try:
+        if meta:
+            with torch.device("meta"):
+                return create_model(card.arch, **cfg)
+        return create_model(card.arch, **cfg)
+    except (ModelConfigError, TypeError, ValueError, RuntimeError, AssertionError, KeyError, IndexError) as e:
+        raise BundleError(f"{p}: the card's model cannot be built ({e})") from None
 
 
 def load_bundle(
@@ -304,11 +338,11 @@ def load_bundle(
         check_card_fits(card)
     except BundleError as e:
         raise BundleError(f"{p}: {e}") from None
-    cfg = {k: v for k, v in card.arch_config.items() if k != "pretrained_path"}
-    try:
-        model = create_model(card.arch, **cfg)
-    except ModelConfigError as e:
-        raise BundleError(f"{p}: the card's model cannot be built ({e})") from None
+    # Header against the model the card names, built on the meta device: nothing is allocated or read before it fits.
+    problems = header_problems(_build(p, card, meta=True), _weights_header(p))
+    if problems:
+        raise BundleError(f"{p}: {WEIGHTS_FILE} does not fit a {card.arch} model: {'; '.join(problems)}")
+    model = _build(p, card)
     tensors, digest = _read_weights(p)
     own = model.state_dict()
     problems = state_dict_problems(own, tensors)
@@ -317,4 +351,7 @@ def load_bundle(
     if card.model_id and digest != card.model_id:
         raise BundleError(f"{p}: {WEIGHTS_FILE} is not the file its card describes (model id {digest}, card says {card.model_id})")
     model.load_state_dict(cast_like(own, tensors), strict=True)
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise BundleError(f"{p}: {WEIGHTS_FILE} holds NaN or infinite weights ({summarize_keys(bad)})")
     return model.to(device).eval(), card
