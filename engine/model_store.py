@@ -69,7 +69,7 @@ def _sha256_16(path: Path) -> str:
 
 def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
     """The bundle's card, after checking it can be made active: readable card, right role, intact weights."""
-    from engine.bundle import WEIGHTS_FILE, BundleError, check_card_fits, load_bundle, read_card
+    from engine.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, check_card_fits, load_bundle, read_card
     from engine.bundle_check import CheckError, check_forward
 
     p = Path(path)
@@ -88,6 +88,9 @@ def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
     if card.model_id and _sha256_16(weights) != card.model_id:
         raise StoreError(f"{weights} is not the file its card describes (it was changed or damaged after training)")
     # Loaded and tried, as grading will use it: a bundle that cannot grade never becomes active.
+    key = (str(p.resolve()), card.model_id, (p / CARD_FILE).stat().st_mtime_ns)
+    if card.model_id and key in _TRIED:
+        return card  # the very same weights (their digest was just checked) and card passed before
     try:
         model, card = load_bundle(p, expect_role=card.role)
         check_forward(model, card)
@@ -95,7 +98,11 @@ def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
         raise StoreError(str(e)) from None
     except CheckError as e:
         raise StoreError(f"{p} cannot become the active {card.role}: {e}") from None
+    _TRIED.add(key)
     return card
+
+
+_TRIED: set[tuple[str, str, int]] = set()  # bundles this process loaded and graded the sample photograph with
 
 
 def _check_state(data: object) -> dict:
