@@ -41,7 +41,7 @@ elif case == "decode-reduced":
 elif case == "grade":
     from engine.infer import Grader
     g = Grader(device="cpu"); base = rss(); t0 = time.perf_counter()
-    r = g.grade(path, cam=True); shape = r.cam.shape
+    r = g.grade(path) if hasattr(g, "request") else g.grade(path, cam=True); shape = r.cam.shape
 elif case == "predict":
     from engine.cli import main
     base = rss(); t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def make_application() -> QApplication:
 def run_gui(args: argparse.Namespace) -> int:
     """Show the window at once; the models load in the background, then IMAGE is graded."""
     from cataract_app.main_window import MainWindow
-    from cataract_app.startup import parse_sublabels
+    from engine.schema import parse_sublabels
 
     try:
         sublabels = parse_sublabels(args.sublabels)

@@ -20,7 +20,7 @@ from cataract_app.grading.sublabel_form import SubLabelForm
 from cataract_app.grading.worker import (
     STUDENT,
     TEACHER,
-    GradeRequest,
+    GradeTicket,
     GradingService,
     LoadOptions,
     ModelSummary,
@@ -33,6 +33,7 @@ from cataract_app.viewer.navigation import RecentFiles, step_image, supported_ex
 from cataract_app.viewer.overlay_bar import OverlayBar
 from cataract_app.viewer.reader import ImageReader
 from cataract_app.window_chrome import ImageBar, StatusLine, build_menus
+from engine.request import GradeRequest
 from engine.results import GradeResult
 
 NO_TEACHER = "Sub-labels need a fusion teacher model and none is loaded; start the app with --teacher BUNDLE to use them."
@@ -211,7 +212,7 @@ class MainWindow(QMainWindow):
             return
         waiting = "Loading model\u2026 the image is graded as soon as it is ready." if self.summary is None else "Grading\u2026"
         self.grade_panel.show_state(waiting, busy=True)
-        self.service.submit(STUDENT, self.rgb, self.path, cam_target=self.overlay_bar.cam_target())
+        self.service.submit(self.rgb, GradeRequest(target=self.overlay_bar.cam_target()), self.path)
 
     def _on_cam_target_changed(self, _target) -> None:
         """The heat map should explain something else: grade the shown image again (answers stay the same)."""
@@ -227,7 +228,8 @@ class MainWindow(QMainWindow):
             return
         values = self.form.confirmed_values() if values is None else values
         self.grade_panel.show_state("Grading with sub-labels\u2026", busy=True, keep_result=True)
-        self.service.submit(TEACHER, self.rgb, self.path, values, cam_target=self.overlay_bar.cam_target())
+        request = GradeRequest(sublabels=values, schema=self.summary.schema, target=self.overlay_bar.cam_target())
+        self.service.submit(self.rgb, request, self.path)
 
     def _on_model_ready(self, summary: ModelSummary) -> None:
         self.summary = summary
@@ -258,7 +260,7 @@ class MainWindow(QMainWindow):
         self.form.set_teacher_available(False, "No model is loaded.")
         self._show_error(self.model_error)
 
-    def _on_graded(self, request: GradeRequest, result: GradeResult) -> None:
+    def _on_graded(self, request: GradeTicket, result: GradeResult) -> None:
         if request.kind == STUDENT:
             self.student = result
             self.compare.set_student(result)
@@ -278,7 +280,7 @@ class MainWindow(QMainWindow):
         self.status.message(text, 6000)
         self.grade_shown.emit(result)
 
-    def _on_grade_failed(self, request: GradeRequest, message: str) -> None:
+    def _on_grade_failed(self, request: GradeTicket, message: str) -> None:
         self._show_error(message, keep_result=request.kind == TEACHER)
 
     def _refresh_overlay(self, *_args) -> None:

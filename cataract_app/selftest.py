@@ -139,12 +139,12 @@ def check_grade(student: Path, teacher: Path, device: str) -> str:
 
     grader = Grader(student=student, teacher=teacher, device=device)
     rgb = read_image(sample_path())
-    result = grader.grade(rgb, cam=True)
+    result = grader.grade(rgb)
     if not 0 <= result.grade <= 7 or abs(sum(result.probabilities) - 1.0) > 1e-3:
         raise SelfTestError(f"the student gave grade {result.grade} with probabilities summing to {sum(result.probabilities):.3f}")
     if result.cam is None or result.cam.shape != rgb.shape[:2]:
         raise SelfTestError(f"the heat map has shape {getattr(result.cam, 'shape', None)}, not the image's {rgb.shape[:2]}")
-    fused = grader.grade(rgb, sublabels=result.sublabels_predicted, cam=True)
+    fused = grader.grade(rgb, grader.request(sublabels=result.sublabels_predicted))
     return (f"student grade {result.grade} ({result.confidence:.0%}), teacher grade {fused.grade} "
             f"from the student's sub-labels, on {grader.device}")
 

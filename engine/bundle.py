@@ -34,9 +34,11 @@ from engine.bundle_check import (
     nonfinite_parameters,
     read_weights_header,
 )
+from engine.errors import EngineError
 from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems, summarize_keys
+from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
 
 FORMAT_VERSION = 1
@@ -44,13 +46,11 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 ROLES = ("student", "teacher")
 DTYPES = ("float32", "float16")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEMO_NOTICE = "Demo model trained on synthetic images - not for clinical use."
 REQUIRED_FIELDS = ("format_version", "role", "name", "arch", "arch_config", "image_size", "mean", "std", "grades", "schema")
 
 
-class BundleError(ValueError):
+class BundleError(EngineError):
     """A model bundle that cannot be written, read or used, with the reason in one sentence."""
 
 
@@ -93,6 +93,7 @@ class ModelCard:
     notice: str | None = None
     model_id: str = ""
     dtype: str = "float32"
+    crop: str = CENTRE  # the part of the photograph the model sees (engine.preprocess)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,6 +113,8 @@ class ModelCard:
             raise BundleError(str(e)) from None
         if len(self.grades) != NUM_GRADES:
             raise BundleError(f"card lists {len(self.grades)} grades; a model grades {NUM_GRADES} ({GRADES[0]}-{GRADES[-1]})")
+        if self.crop not in CROPS:
+            raise BundleError(f"card crop must be one of {', '.join(CROPS)}, not {self.crop!r}")
         if self.dtype not in DTYPES:
             raise BundleError(f"card dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         t = self.calibration_temperature
@@ -354,4 +357,5 @@ def load_bundle(
     bad = nonfinite_parameters(model)
     if bad:
         raise BundleError(f"{p}: {WEIGHTS_FILE} holds NaN or infinite weights ({summarize_keys(bad)})")
+    model.preprocess_cfg = PreprocessConfig.from_card(card)  # as timm attaches pretrained_cfg
     return model.to(device).eval(), card

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.errors import EngineError
 from engine.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 CARD_MAX_BYTES = 1 << 20
@@ -26,7 +27,7 @@ TEXT_MAX = 200
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
-class CheckError(ValueError):
+class CheckError(EngineError):
     """One reason a bundle is refused, as a sentence (bundle.py words it as a BundleError)."""
 
 

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
+from engine.errors import EngineError
 from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 
 FORMAT = "cataract-grader-checkpoint"
 MODEL_FILE, EXTRA_FILE, STATE_FILE = "model.safetensors", "extra.safetensors", "state.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EngineError):
     """A checkpoint that cannot be resumed from."""
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
+from engine.errors import EngineError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class CommandError(Exception):
+class CommandError(EngineError):
     """A user-facing failure: printed as one sentence, exit code 2."""
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.errors import EngineError
+
 FAULT_ENV = "CATARACT_GRADER_FAULT"
 _hook: Callable[[str], None] | None = None
 _env_hits: dict[str, int] = {}
@@ -29,7 +31,7 @@ class InjectedKill(BaseException):  # noqa: N818  (it stands for a kill, not an 
     """Raised at a write step by an injected fault; BaseException, so no writer's error handling cleans up."""
 
 
-class FolderBusyError(ValueError):
+class FolderBusyError(EngineError):
     """Another process holds the folder's lock (a second job writing into the same run folder)."""
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from engine.errors import EngineError
+
 # A TIFF strip or tile may be padded past the image, but never beyond this many pixels unless the image is larger.
 TIFF_BUFFER_FLOOR = 1 << 20
 TIFF_MAX_PAGES = 256
 
 
-class HeaderError(ValueError):
+class HeaderError(EngineError):
     """The header is damaged, truncated, or describes an image the decoder must not be given; `reason` says which."""
 
     def __init__(self, reason: str) -> None:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from engine import limits
+from engine.errors import EngineError
 from engine.imageheader import Header, HeaderError, read_header
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -39,7 +40,7 @@ _JPEG_REDUCED = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_
                  8: cv2.IMREAD_REDUCED_GRAYSCALE_8}  # only the scale bits: depth and colour flags stay ours
 
 
-class ImageReadError(ValueError):
+class ImageReadError(EngineError):
     """An image file that cannot be read; the message names the file and the reason."""
 
     def __init__(self, message: str, *, name: str | None = None, reason: str | None = None) -> None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.errors import EngineError
 from engine.progress import CancelToken, ProgressCallback, no_progress
 
 JOBS = ("teacher", "student", "kd")
@@ -28,7 +29,7 @@ FUSIONS = ("concat", "mlp", "coattn", "none")  # none: an image-only teacher
 TOKEN_KD_KINDS = ("smooth_l1", "cosine")
 
 
-class TrainError(ValueError):
+class TrainError(EngineError):
     """A job that cannot start or go on, with the reason in one sentence."""
 
 
@@ -141,8 +142,7 @@ def _build_model(cfg: TrainConfig, schema):
 
 
 def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | None, teacher_model=None):
-    from engine.distill import DistillLoss, FeatureKD, LogitKD, TaskLoss
-    from engine.distill_extra import map_terms
+    from engine.distill import DistillLoss, FeatureKD, LogitKD, TaskLoss, map_terms
 
     mins = [s.minimum for s in schema.sublabels]
     sub_weight = cfg.sub_weight if cfg.job != "teacher" else 0.0
@@ -166,8 +166,9 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     from engine.checkpoint import load_checkpoint, save_checkpoint
     from engine.data.dataset import IMAGENET_MEAN, IMAGENET_STD, split_records
     from engine.data.manifest import dataset_fingerprint, load_dataset
+    from engine.data.preflight import verify_images
     from engine.device import pick_device
-    from engine.distill_extra import forward_with_map, load_teachers
+    from engine.distill import forward_with_map, load_teachers
     from engine.evaluation import autocast_for, forward_batch, make_loader, predict_loader
     from engine.metrics import fit_temperature
     from engine.runfolder import prepare_run_folder
@@ -182,6 +183,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     device = pick_device(cfg.device)
 
     manifest = load_dataset(cfg.dataset)
+    verify_images(manifest, log)  # every image decoded before the first epoch, with progress events
     schema = manifest.schema
     teacher, tcard, teacher_notes = None, None, {}
     if cfg.job == "kd":

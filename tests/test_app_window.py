@@ -134,11 +134,13 @@ def test_zoom_keys_and_fit(qtbot, window, images):
 def test_an_empty_heat_map_is_explained_not_silent(qtbot, window, images):
     from dataclasses import replace
 
-    from cataract_app.grading.worker import TEACHER, GradeRequest
+    from cataract_app.grading.worker import GradeTicket
+    from engine.request import GradeRequest
 
     result = open_and_wait(qtbot, window, images[0])
     empty = replace(result, cam=np.zeros_like(result.cam))
-    window._on_graded(GradeRequest(99, TEACHER, np.zeros((4, 4, 3), np.uint8)), empty)
+    teacher = GradeRequest(sublabels={}, schema=window.summary.schema)
+    window._on_graded(GradeTicket(99, np.zeros((4, 4, 3), np.uint8), teacher), empty)
     assert "heat map is empty" in window.statusBar().currentMessage()
-    window._on_graded(GradeRequest(100, TEACHER, np.zeros((4, 4, 3), np.uint8)), result)
+    window._on_graded(GradeTicket(100, np.zeros((4, 4, 3), np.uint8), teacher), result)
     assert "heat map is empty" not in window.statusBar().currentMessage()

@@ -41,3 +41,29 @@ def test_torch_is_pinned_exactly():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"torch==2.13.0"' in text
     assert re.search(r"^torch==2\.13\.0$", (ROOT / "constraints.txt").read_text(), re.M)
+
+
+def _engine_modules() -> list[str]:
+    import pkgutil
+
+    import engine
+
+    names = [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
+    return sorted(n for n in names if not n.endswith("__main__"))  # __main__ runs the CLI when imported
+
+
+def test_every_engine_error_is_an_engine_error():
+    import importlib
+    import inspect
+
+    from engine.errors import EngineError
+    from engine.progress import Cancelled
+
+    strays = []
+    for name in _engine_modules():
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            defined_here = cls.__module__ == name
+            if defined_here and issubclass(cls, Exception) and cls is not Cancelled and not issubclass(cls, EngineError):
+                strays.append(f"{name}.{cls_name}")
+    assert strays == []  # Cancelled is a stop signal, not an error

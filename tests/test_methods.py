@@ -10,18 +10,18 @@ import torch
 
 from engine.bundle import read_card
 from engine.cli import main
-from engine.distill import DistillError, DistillLoss, FrozenTeacher, LogitKD, TaskLoss
-from engine.distill_extra import (
+from engine.distill.losses import (
     AttentionKD,
-    AttentionTeacher,
-    MultiTeacher,
+    DistillError,
+    DistillLoss,
+    LogitKD,
+    TaskLoss,
     TokenKD,
     forward_with_map,
     layout_cells,
     map_terms,
-    qwk_weights,
-    teacher_forward,
 )
+from engine.distill.teachers import AttentionTeacher, FrozenTeacher, MultiTeacher, qwk_weights, teacher_forward
 from engine.models import CoAttentionTeacher, ImageTeacher, create_model
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
 
@@ -301,8 +301,8 @@ def test_grader_routes_sub_labels_to_a_new_teacher_with_a_cam(arch, tiny_bundles
     save_bundle(tmp_path / arch, model, card)
     grader = Grader(tiny_bundles[0], tmp_path / arch, device="cpu")
     img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    full = grader.grade(img, sublabels={n: 1 for n in grader.schema.names})
-    part = grader.grade(img, sublabels={"sectors_involved": 4})
+    full = grader.grade(img, grader.request(sublabels={n: 1 for n in grader.schema.names}))
+    part = grader.grade(img, grader.request(sublabels={"sectors_involved": 4}))
     assert full.model.role == "teacher" and full.cam.shape == (48, 64) and np.isfinite(full.cam).all()
     assert (full.probabilities != part.probabilities) == (arch == "teacher_coattn")
 

@@ -23,7 +23,7 @@ METRICS = (
 
 def evaluate_pair(candidate: Path, active: Path | None, dataset: Path, device: str = "auto", batch_size: int = 32) -> dict:
     """Both bundles scored on the candidate's validation split; the active side may hold an error sentence."""
-    from cataract_app.grading.worker import user_message
+    from cataract_app.errors import user_message
     from engine.bundle import read_card
     from engine.evaluation import evaluate_on_split
 

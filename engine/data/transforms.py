@@ -9,14 +9,16 @@ all its photometry (brightness, contrast, gamma, white balance) in one lookup ta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from engine.preprocess import CENTRE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, PreprocessError, centre_box
+
 # Training keeps this much more resolution than the network input, so zooming in never upsamples.
 TRAIN_MARGIN = 1.15
 
@@ -46,9 +48,7 @@ def working_size(image_size: int, train: bool) -> int:
 def center_square(rgb: np.ndarray, size: int) -> np.ndarray:
     """Crop the centred square of the short side and resize it to size x size (aspect kept)."""
     _check_rgb(rgb)
-    h, w = rgb.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    left, top, side = centre_box(*rgb.shape[:2])
     square = rgb[top : top + side, left : left + side]
     if side == size:
         return np.ascontiguousarray(square)
@@ -74,6 +74,13 @@ def preprocess_eval(
 ) -> torch.Tensor:
     """The network input for an RGB photo at evaluation and inference: centre square, resize, normalise."""
     return to_tensor(center_square(rgb_uint8, image_size), mean, std)
+
+
+def build_transform(cfg: PreprocessConfig) -> Callable[[np.ndarray], torch.Tensor]:
+    """The one function from an RGB photo to the input of a model with preprocessing `cfg`."""
+    if cfg.crop != CENTRE:
+        raise PreprocessError(f"crop {cfg.crop!r} has no transform yet")
+    return partial(preprocess_eval, image_size=cfg.size, mean=cfg.mean, std=cfg.std)
 
 
 def augment(rgb: np.ndarray, image_size: int, rng: np.random.Generator, cfg: Augment = Augment()) -> np.ndarray:
