@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from engine.data.csvscan import quoted_line_breaks
 from engine.errors import EngineError
 from engine.io import REDUCED_MIN_SIDE, SUPPORTED_EXTENSIONS, ImageReadError, read_image_reduced
-from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaError
+from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaError, strict_int
 
 LABELS_FILE = "labels.csv"
 SCHEMA_FILE = "schema.json"
@@ -199,19 +200,30 @@ def _read_rows(data: bytes, problems: list[Problem]) -> list[tuple[int, list[str
     except UnicodeDecodeError as e:
         problems.append(Problem(0, f"{LABELS_FILE} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8 CSV"))
         return None
+    last = text.count("\n") + (not text.endswith("\n"))
+    for opened, closed in quoted_line_breaks(text):  # reported where the quote opened, not where csv noticed
+        if closed is None:
+            problems.append(Problem(opened, f"a quote opens a cell on this line and is never closed, so lines "
+                                            f"{opened}-{last} were read as one cell; close the quote or remove it"))
+        else:
+            problems.append(Problem(opened, f"a quoted cell opens on this line and runs on to line {closed}; cells "
+                                            f"in {LABELS_FILE} hold no line breaks, so a quote is probably not closed"))
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
     end = 0
     try:
         for cells in reader:
             start, end = end + 1, reader.line_num
+            if any("\n" in c or "\r" in c for c in cells):
+                continue  # the row of such a cell is reported above
             if any(c.strip() for c in cells):
                 rows.append((start, cells))
     except csv.Error as e:
         problems.append(Problem(end + 1, f"not valid CSV ({e})"))
         return None
     if not rows:
-        problems.append(Problem(0, f"{LABELS_FILE} is empty"))
+        if not problems:
+            problems.append(Problem(0, f"{LABELS_FILE} is empty"))
         return None
     if len(rows) == 1:
         problems.append(Problem(0, f"{LABELS_FILE} has a header but no rows"))
@@ -327,9 +339,9 @@ def _int_cell(text: str, what: str, lo: int, hi: int, messages: list[str], requi
             messages.append(f"{what} is blank")
         return None
     try:
-        value = int(text)
+        value = strict_int(text)
     except ValueError:
-        messages.append(f"{what} '{text}' is not an integer")
+        messages.append(f"{what} '{text}' is not an integer (write it in the digits 0-9)")
         return None
     if not lo <= value <= hi:
         messages.append(f"{what} {value} is outside {lo}-{hi}")
