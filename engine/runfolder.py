@@ -44,6 +44,9 @@ def prepare_run_folder(out: str | Path, job: str, resume: bool) -> None:
         if owner is None and checkpoint is None and (out / CHECKPOINT_DIR).exists():
             raise RunFolderError(f"{out / CHECKPOINT_DIR} was not written by a training job of this app, "
                                  "so it cannot be resumed")
+        if checkpoint is None and not (out / CHECKPOINT_DIR).exists():
+            raise RunFolderError(f"there is no checkpoint in {out} to resume from (the job stopped before its "
+                                 "first epoch ended); start it again without --resume")
     elif owner is None:
         found = [n + ("/" if (out / n).is_dir() else "") for n in OUTPUTS if (out / n).exists()]
         if found:

@@ -47,3 +47,16 @@ def tiny_bundles(tmp_path_factory):
     student = _save_tiny(root / "student", "student", "student", backbone="resnet18")
     teacher = _save_tiny(root / "teacher", "teacher_concat", "teacher", backbone="resnet18", dim=32, depth=1, heads=2)
     return student, teacher
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection table: what each case tried and what happened (tests/test_faults.py)."""
+    import sys
+
+    faults = sys.modules.get("faults")
+    if not faults or not faults.RESULTS:
+        return
+    terminalreporter.section("fault injection: what was tried -> what happened")
+    for family, case, result in faults.RESULTS:
+        terminalreporter.write_line(f"[{family}] {case}")
+        terminalreporter.write_line(f"    -> {result}")
