@@ -183,7 +183,6 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     device = pick_device(cfg.device)
 
     manifest = load_dataset(cfg.dataset)
-    verify_images(manifest, log)  # every image decoded before the first epoch, with progress events
     schema = manifest.schema
     teacher, tcard, teacher_notes = None, None, {}
     if cfg.job == "kd":
@@ -226,6 +225,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_test": len(parts["test"]),
         "device": str(device), "arch": model.arch, "image_size": cfg.image_size, "out": str(out),
     })
+    verify_images(manifest, log)  # every image decoded before the first epoch, with progress events
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0, model_seen, loss_sum = time.perf_counter(), 0, 0.0

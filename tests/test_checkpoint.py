@@ -194,6 +194,7 @@ def test_a_bundle_swap_killed_halfway_is_put_back(tmp_path, tiny_bundles):
 
     run = tmp_path / "run"
     prepare_run_folder(run, "student", resume=False)
+    _save(run / "checkpoint", 3)  # the last epoch's: the job was publishing its bundle
     shutil.copytree(tiny_bundles[0], run / "bundle")
     model, card = load_bundle(run / "bundle")
     _kill("bundle.old-moved", save_bundle, run / "bundle", model, card)

@@ -36,6 +36,6 @@ def test_an_unreadable_image_stops_the_job_before_the_first_epoch(damaged_datase
         run_training(cfg, progress=events.append)
     message = str(info.value)
     assert f"labels.csv:{victim.line}: image '{victim.rel_path}': the file is truncated" in message
-    assert [e["event"] for e in events] and all(e["event"] == "images" for e in events)
+    assert [e["event"] for e in events][0] == "start" and all(e["event"] == "images" for e in events[1:])
     assert events[-1]["unreadable"] == 1 and events[-1]["checked"] == 32
     assert not (tmp_path / "run" / "checkpoint").exists()
