@@ -2,8 +2,9 @@
 
 a  decode:     engine.io.read_image (full resolution)
 b  decode-reduced: engine.io.read_image_reduced at the grader's resolution (when the code has it)
-c  grade+cam:  Grader.grade(path, cam=True) with the shipped student
-d  predict:    `cataract-grade predict IMAGE --cam-dir DIR` (grade, heat map, overlay PNG)
+c  grade:      Grader.grade(path) with the shipped student, heat map included
+d  grade-array: read_image(path) in full, then Grader.grade(array) (what the app's viewer does today)
+e  predict:    `cataract-grade predict IMAGE --cam-dir DIR` (grade, heat map, overlay PNG)
 
 Peak RSS is the child's ru_maxrss (os.wait4); "base" is the RSS after imports and model load,
 so the delta is what the image itself cost. --src runs another checkout's engine (e.g. main,
@@ -42,6 +43,11 @@ elif case == "grade":
     from engine.infer import Grader
     g = Grader(device="cpu"); base = rss(); t0 = time.perf_counter()
     r = g.grade(path) if hasattr(g, "request") else g.grade(path, cam=True); shape = r.cam.shape
+elif case == "grade-array":  # the app's path today: the viewer decodes in full, the grader gets the array
+    from engine.infer import Grader
+    g = Grader(device="cpu"); base = rss(); t0 = time.perf_counter()
+    import engine.io as eio
+    r = g.grade(eio.read_image(path)); shape = r.cam.shape
 elif case == "predict":
     from engine.cli import main
     base = rss(); t0 = time.perf_counter()
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", default="jpg", choices=["jpg", "png"])
     ap.add_argument("--image", help="use this photograph instead of a rendered one")
     ap.add_argument("--src", action="append", default=[], help="another checkout to measure side by side")
-    ap.add_argument("--cases", default="decode,decode-reduced,grade,predict")
+    ap.add_argument("--cases", default="decode,decode-reduced,grade,grade-array,predict")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="large-image-"))

@@ -352,3 +352,12 @@ def test_schema_json_bounds_must_be_whole_numbers(tmp_path):
         Schema.from_dict({"sublabels": [{"name": "a", "maximum": "0_7"}]})
     with pytest.raises(SchemaError, match=r"sub-label #1: maximum must be a whole number, not 2.9"):
         Schema.from_dict({"sublabels": [{"name": "a", "maximum": 2.9}]})
+
+
+def test_quote_lines_are_counted_alike_in_crlf_files():
+    from engine.data.csvscan import quoted_line_breaks
+
+    text = 'image,grade\r\n"a.png",1\r\nb.png,"2\r\nc.png,3\r\n"d.png,4\r\n'  # the quote on line 5 closes it
+    assert quoted_line_breaks(text) == [(3, 5)]
+    assert quoted_line_breaks('image,grade\r\na.png,1\r\n"b.png,2\r\nc.png,3\r\n') == [(3, None)]
+    assert quoted_line_breaks("image,grade\na.png,1\n") == []
