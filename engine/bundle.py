@@ -39,11 +39,10 @@ from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, wri
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems, summarize_keys
 from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from engine.resources import CARD_FILE, WEIGHTS_FILE
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
 
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.json"
 ROLES = ("student", "teacher")
 DTYPES = ("float32", "float16")
 DEMO_NOTICE = "Demo model trained on synthetic images - not for clinical use."

@@ -6,6 +6,8 @@ for a torch import; the modules that act on a choice import its list from here.
 
 from __future__ import annotations
 
+STUDENT, TEACHER = "student", "teacher"  # who answers a grade, and a bundle's role
+ROLES = (STUDENT, TEACHER)
 JOBS = ("teacher", "student", "kd")  # what `train` makes: a fusion teacher, a plain student, a distilled student
 FUSIONS = ("concat", "mlp", "coattn", "none")  # a teacher's fusion; none: image only, mlp: sub-labels only
 TOKEN_LAYOUTS = ("grid", "zones")  # a fusion teacher's image tokens: a pooled grid, or TKD-Net's zones

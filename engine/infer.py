@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 import engine.compat  # noqa: F401  (before pytorch_grad_cam)
-from engine.bundle import CARD_FILE, ModelCard, load_bundle
+from engine.bundle import ModelCard, load_bundle
 from engine.cam import cam_math, place_cam
 from engine.data.transforms import build_transform
 from engine.device import pick_device
 from engine.evaluation import autocast_for
 from engine.io import min_side_for, read_image_reduced
 from engine.request import GradeRequest, GraderError
-from engine.resources import default_model_dir
+from engine.resources import default_model_dir, has_card
 from engine.results import GradeResult, ModelInfo
 
 __all__ = ["Grader", "GraderError", "GradeRequest"]
@@ -60,12 +60,12 @@ class Grader:
     ) -> None:
         self.device = pick_device(device)
         student_dir = Path(student) if student else default_model_dir("student")
-        if not student and not (student_dir / CARD_FILE).exists():
+        if not student and not has_card(student_dir):
             raise GraderError(f"no default model is installed in {student_dir}; pass a model bundle (--model)")
         self._models = {"student": self._load(student_dir, "student", None)}
         self.schema = self.student_card.schema_obj()
         teacher_dir = Path(teacher) if teacher else default_model_dir("teacher")
-        if teacher or (teacher_dir / CARD_FILE).exists():
+        if teacher or has_card(teacher_dir):
             self._models["teacher"] = self._load(teacher_dir, "teacher", self.schema)
         self._lock = threading.Lock()
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from engine.choices import CAM_METHODS
+from engine.choices import CAM_METHODS, STUDENT, TEACHER
 from engine.errors import EngineError
 from engine.schema import GRADES, Schema
 
@@ -135,7 +135,7 @@ class GradeRequest:
     @property
     def role(self) -> str:
         """Which model answers: "teacher" with sub-labels, else "student"."""
-        return "student" if self.sublabels is None else "teacher"
+        return STUDENT if self.sublabels is None else TEACHER
 
     def explaining(self, target: object) -> GradeRequest:
         """The same request with the heat map explaining `target` instead."""

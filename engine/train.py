@@ -1,94 +1,42 @@
 """One training loop for the three jobs: `teacher`, `student` (plain) and `kd`.
 
-The loop validates every epoch, keeps the best weights by validation QWK, stops
-early, checkpoints for resume, and reports through a callback and a cancel token
-(no Qt here). The test split, when the dataset has one, is scored once at the end
-for the model card and never used to choose anything.
+`run_training` prepares a run (data, models, loss, optimiser, resume state), trains and
+validates one epoch at a time, keeps the best weights by validation QWK, stops early,
+checkpoints for resume, and finally writes the bundle. It reports typed progress events
+through a callback and polls a cancel token (no Qt here). The test split, when the
+dataset has one, is scored once at the end for the model card and never used to choose
+anything. The configuration and its command line live in engine.train_config.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from engine.errors import EngineError
-from engine.progress import CancelToken, ProgressCallback, no_progress
+from engine.fsutil import atomic_write_bytes
+from engine.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from engine.progress import (
+    BatchEvent,
+    CancelToken,
+    DoneEvent,
+    EpochEvent,
+    ProgressCallback,
+    ProgressEvent,
+    StartEvent,
+    no_progress,
+)
+from engine.train_config import TrainConfig, TrainError
 
-JOBS = ("teacher", "student", "kd")
-FUSIONS = ("concat", "mlp", "coattn", "none")  # none: an image-only teacher
-TOKEN_KD_KINDS = ("smooth_l1", "cosine")
-
-
-class TrainError(EngineError):
-    """A job that cannot start or go on, with the reason in one sentence."""
-
-
-@dataclass
-class TrainConfig:
-    job: str
-    dataset: str
-    out: str
-    arch: str = "resnet18"
-    teacher: str | None = None
-    fusion: str = "concat"
-    token_layout: str = "grid"
-    epochs: int = 20
-    image_size: int = 128
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"
-    warmup_epochs: float = 1.0
-    patience: int = 8
-    device: str = "auto"
-    seed: int = 0
-    split_seed: int = 0
-    val_frac: float = 0.15
-    test_frac: float = 0.15
-    resume: bool = False
-    ordinal: bool = True
-    sub_weight: float = 0.3
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
-    feature_kd: float = 0.0
-    teacher_dim: int = 192
-    teacher_depth: int = 2
-    sub_dropout: float = 0.3
-    pretrained: str | None = None
-    name: str | None = None
-    notice: str | None = None
-    extra: dict = field(default_factory=dict)
-    token_kd: float = 0.0  # weight of token distillation (TKD-Net), 0 = off
-    token_kd_kind: str = "smooth_l1"
-    attn_kd: float = 0.0  # weight of attention-map distillation, 0 = off
-    extra_teachers: list[str] = field(default_factory=list)  # more teachers: a QWK-weighted ensemble
-
-    def check(self) -> None:
-        if self.job not in JOBS:
-            raise TrainError(f"unknown job {self.job!r}; choose one of {', '.join(JOBS)}")
-        if self.job == "kd" and not self.teacher:
-            raise TrainError("a kd job needs --teacher BUNDLE (a trained fusion teacher)")
-        if self.fusion not in FUSIONS:
-            raise TrainError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or not 16 <= self.image_size <= 1024:
-            raise TrainError("epochs and batch size must be >= 1 and the image size within 16-1024 px")
-        if self.lr <= 0 or self.optimizer not in ("adamw", "sgd"):
-            raise TrainError("the learning rate must be > 0 and the optimizer adamw or sgd")
-        if self.token_kd < 0 or self.attn_kd < 0 or self.token_kd_kind not in TOKEN_KD_KINDS:
-            raise TrainError(f"token and attention distillation weights must be >= 0 and the token distance one of "
-                             f"{', '.join(TOKEN_KD_KINDS)}")
-        if self.extra_teachers and self.job != "kd":
-            raise TrainError("more than one teacher is only used by a kd job")
+__all__ = ["TrainConfig", "TrainError", "TrainResult", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -99,29 +47,127 @@ class TrainResult:
     stopped_early: bool
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 class _Log:
     """Every event goes to the callback and to RUNDIR/log.jsonl."""
 
     def __init__(self, path: Path, callback: ProgressCallback) -> None:
         self.path, self.callback = path, callback
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event) + "\n")
+            fh.write(event.to_json() + "\n")
         self.callback(event)
+
+
+@dataclass
+class _Run:
+    """Everything one job holds while it trains; built by _prepare."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    log: _Log
+    manifest: Any
+    parts: dict
+    train_loader: Any
+    val_loader: Any
+    model: torch.nn.Module
+    loss_fn: Any
+    opt: torch.optim.Optimizer
+    teacher: Any = None
+    tcard: Any = None
+    teacher_notes: dict = field(default_factory=dict)
+    start_epoch: int = 1
+    best: float = -math.inf
+    best_epoch: int = 0
+    best_loss: float = math.inf
+
+    @property
+    def role(self) -> str:
+        return "teacher" if self.cfg.job == "teacher" else "student"
+
+    @property
+    def aux(self) -> dict:
+        """The loss's own learnable parts (feature projections), checkpointed with the model."""
+        return {"loss": self.loss_fn} if isinstance(self.loss_fn, torch.nn.Module) else {}
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.safetensors"
+
+
+def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
+    """Run one job to completion (or early stop); returns the new bundle's path."""
+    from engine.data.preflight import verify_images
+
+    cfg.check()
+    cancel = cancel or CancelToken()
+    run = _prepare(cfg, progress)
+    run.log(StartEvent(
+        job=cfg.job, epochs=cfg.epochs, start_epoch=run.start_epoch, n_train=len(run.parts["train"]),
+        n_val=len(run.parts["val"]), n_test=len(run.parts["test"]), device=str(run.device), arch=run.model.arch,
+        image_size=cfg.image_size, out=str(run.out),
+    ))
+    verify_images(run.manifest, run.log)  # every image decoded before the first epoch, with progress events
+    stopped_early = False
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        _train_epoch(run, epoch, cancel, progress)
+        if epoch - run.best_epoch >= cfg.patience:
+            stopped_early = True
+            break
+    metrics, card = _write_bundle(run)
+    run.log(DoneEvent(bundle=str(run.out / "bundle"), model_id=card.model_id, best_epoch=run.best_epoch,
+                      stopped_early=stopped_early, metrics=metrics))
+    return TrainResult(run.out / "bundle", metrics, run.best_epoch, stopped_early)
+
+
+# ---- preparing ---------------------------------------------------------------------------------------------
+def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
+    """Run folder, seeds, data, teachers, model, loss and optimiser, in the order that keeps seeded runs identical."""
+    from engine.data.dataset import split_records
+    from engine.data.manifest import load_dataset
+    from engine.device import pick_device
+    from engine.evaluation import make_loader
+    from engine.runfolder import prepare_run_folder
+
+    out = Path(cfg.out)
+    prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
+    log = _Log(out / "log.jsonl", progress)
+    _seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    manifest = load_dataset(cfg.dataset)
+    teacher, tcard, notes = _load_teachers(cfg, manifest.schema, device)  # before the student: the RNG order
+    parts = split_records(manifest.records, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
+    if not parts["train"] or not parts["val"]:
+        raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed)
+    val_loader = make_loader(parts["val"], manifest.schema, cfg.image_size, mean, std, False, cfg.batch_size)
+    model = _build_model(cfg, manifest.schema).to(device, memory_format=torch.channels_last)
+    tmodel = teacher.model if teacher is not None else None
+    loss_fn = _build_loss(cfg, manifest.schema, getattr(model, "feature_dim", 0), getattr(tmodel, "dim", None), tmodel)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
+    run = _Run(cfg, out, device, log, manifest, parts, train_loader, val_loader, model, loss_fn,
+               _optimiser(cfg, model, loss_fn), teacher, tcard, notes)
+    _resume(run)
+    return run
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_teachers(cfg: TrainConfig, schema, device: torch.device):
+    """(teacher, primary card, card notes) for a kd job; (None, None, {}) otherwise."""
+    if cfg.job != "kd":
+        return None, None, {}
+    from engine.distill import load_teachers
+
+    return load_teachers([cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
+                         attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature)
 
 
 def _build_model(cfg: TrainConfig, schema):
@@ -154,156 +200,136 @@ def _build_loss(cfg: TrainConfig, schema, student_dim: int, teacher_dim: int | N
     return DistillLoss(LogitKD(temperature=cfg.kd_temperature, alpha=cfg.kd_alpha, task=task), extras)
 
 
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
-    """Run one job to completion (or early stop); returns the new bundle's path."""
-    from engine.bundle import ModelCard, save_bundle
-    from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.data.dataset import IMAGENET_MEAN, IMAGENET_STD, split_records
-    from engine.data.manifest import dataset_fingerprint, load_dataset
-    from engine.data.preflight import verify_images
-    from engine.device import pick_device
-    from engine.distill import forward_with_map, load_teachers
-    from engine.evaluation import autocast_for, forward_batch, make_loader, predict_loader
-    from engine.metrics import fit_temperature
-    from engine.runfolder import prepare_run_folder
-
-    cfg.check()
-    cancel = cancel or CancelToken()
-    out = Path(cfg.out)
-    prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
-    ckpt_dir, best_path = out / "checkpoint", out / "best.safetensors"
-    log = _Log(out / "log.jsonl", progress)
-    _seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-
-    manifest = load_dataset(cfg.dataset)
-    schema = manifest.schema
-    teacher, tcard, teacher_notes = None, None, {}
-    if cfg.job == "kd":
-        teacher, tcard, teacher_notes = load_teachers(
-            [cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
-            attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature,
-        )
-    need_map = cfg.job == "kd" and (cfg.token_kd > 0 or cfg.attn_kd > 0)
-    parts = split_records(manifest.records, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
-    if not parts["train"] or not parts["val"]:
-        raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_loader = make_loader(parts["train"], schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed)
-    val_loader = make_loader(parts["val"], schema, cfg.image_size, mean, std, False, cfg.batch_size)
-
-    model = _build_model(cfg, schema).to(device, memory_format=torch.channels_last)
-    role = "teacher" if cfg.job == "teacher" else "student"
-    tdim = getattr(teacher.model, "dim", None) if teacher else None
-    loss_fn = _build_loss(cfg, schema, getattr(model, "feature_dim", 0), tdim, teacher.model if teacher else None)
-    if isinstance(loss_fn, torch.nn.Module):
-        loss_fn.to(device)
+def _optimiser(cfg: TrainConfig, model: torch.nn.Module, loss_fn) -> torch.optim.Optimizer:
     params = list(model.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else [])
     if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-    steps_per_epoch = len(train_loader)
-    total_steps, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    aux = {"loss": loss_fn} if isinstance(loss_fn, torch.nn.Module) else {}
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
 
-    start_epoch, best, best_epoch, history_best_loss = 1, -math.inf, 0, math.inf
-    if cfg.resume:
-        state = load_checkpoint(ckpt_dir, model, opt, aux)
-        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
-        history_best_loss = state.get("best_loss", math.inf)
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
-    log({
-        "event": "start", "job": cfg.job, "epochs": cfg.epochs, "start_epoch": start_epoch,
-        "n_train": len(parts["train"]), "n_val": len(parts["val"]), "n_test": len(parts["test"]),
-        "device": str(device), "arch": model.arch, "image_size": cfg.image_size, "out": str(out),
-    })
-    verify_images(manifest, log)  # every image decoded before the first epoch, with progress events
-    stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0, model_seen, loss_sum = time.perf_counter(), 0, 0.0
-        model.train()
-        last_report = t0
-        for i, batch in enumerate(train_loader):
-            cancel.raise_if_cancelled()
-            step = (epoch - 1) * steps_per_epoch + i
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps)
-            with autocast_for(device):
-                if need_map:
-                    out_s = forward_with_map(model, batch["image"].to(device, memory_format=torch.channels_last))
-                else:
-                    out_s = forward_batch(model, role, batch, device)
-                if teacher is not None:
-                    images = batch["image"].to(device, memory_format=torch.channels_last)
-                    if images.shape[-1] != tcard.image_size and not cfg.extra_teachers:
-                        images = F.interpolate(images, size=tcard.image_size, mode="bilinear", align_corners=False)
-                    out_t = teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
-                    losses = loss_fn(out_s, out_t, _to(batch, device))
-                else:
-                    losses = loss_fn(out_s, _to(batch, device))
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            n = batch["image"].shape[0]
-            model_seen += n
-            loss_sum += float(losses["loss"].detach()) * n
-            now = time.perf_counter()
-            if now - last_report > 1.0:
-                last_report = now
-                progress({"event": "batch", "epoch": epoch, "step": i + 1, "steps": steps_per_epoch,
-                          "loss": float(losses["loss"].detach())})
-        train_seconds = time.perf_counter() - t0
-        preds = predict_loader(model, role, val_loader, device)
-        m = preds.metrics()
-        improved = m["qwk"] > best or (m["qwk"] == best and preds.loss < history_best_loss)
-        if improved:
-            best, best_epoch, history_best_loss = m["qwk"], epoch, preds.loss
-            _save_weights(model, best_path)
-        save_checkpoint(ckpt_dir, model, opt, {
-            "epoch": epoch, "best": best, "best_epoch": best_epoch, "best_loss": history_best_loss,
-            "torch_rng": torch.get_rng_state().tolist(), "config": asdict(cfg),
-        }, aux)
-        log({
-            "event": "epoch", "epoch": epoch, "epochs": cfg.epochs, "train_loss": loss_sum / max(model_seen, 1),
-            "val_loss": preds.loss, "val_acc": m["acc"], "val_qwk": m["qwk"], "val_mae": m["mae"],
-            "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
-            "images_per_s": model_seen / max(train_seconds, 1e-9), "best_epoch": best_epoch,
-        })
-        if epoch - best_epoch >= cfg.patience:
-            stopped_early = True
-            break
+def _resume(run: _Run) -> None:
+    """With --resume and a checkpoint: weights, optimiser, RNG and the best-so-far from the last finished epoch."""
+    from engine.checkpoint import load_checkpoint
 
-    model.load_state_dict(load_file(str(best_path)))
-    val_preds = predict_loader(model, role, val_loader, device)
+    ckpt = run.out / "checkpoint"
+    if not run.cfg.resume:  # the run folder refused a --resume with nothing to resume from
+        return
+    state = load_checkpoint(ckpt, run.model, run.opt, run.aux)
+    run.start_epoch, run.best, run.best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
+    run.best_loss = state.get("best_loss", math.inf)
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+
+
+# ---- one epoch ---------------------------------------------------------------------------------------------
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressCallback) -> None:
+    """Train one epoch, validate, keep the weights if they are the best so far, checkpoint, log the epoch."""
+    from engine.evaluation import predict_loader
+
+    cfg, steps = run.cfg, len(run.train_loader)
+    total, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
+    t0, seen, loss_sum, last_report = time.perf_counter(), 0, 0.0, time.perf_counter()
+    run.model.train()
+    for i, batch in enumerate(run.train_loader):
+        cancel.raise_if_cancelled()
+        for g in run.opt.param_groups:
+            g["lr"] = cfg.lr * _lr_factor((epoch - 1) * steps + i, warmup, total)
+        loss = _step(run, batch)
+        n = batch["image"].shape[0]
+        seen, loss_sum = seen + n, loss_sum + loss * n
+        if time.perf_counter() - last_report > 1.0:
+            last_report = time.perf_counter()
+            progress(BatchEvent(epoch=epoch, step=i + 1, steps=steps, loss=loss))
+    train_seconds = time.perf_counter() - t0
+    preds = predict_loader(run.model, run.role, run.val_loader, run.device)
+    m = preds.metrics()
+    if m["qwk"] > run.best or (m["qwk"] == run.best and preds.loss < run.best_loss):
+        run.best, run.best_epoch, run.best_loss = m["qwk"], epoch, preds.loss
+        _save_weights(run.model, run.best_path)
+    _checkpoint(run, epoch)
+    run.log(EpochEvent(
+        epoch=epoch, epochs=cfg.epochs, train_loss=loss_sum / max(seen, 1), val_loss=preds.loss, val_acc=m["acc"],
+        val_qwk=m["qwk"], val_mae=m["mae"], lr=run.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
+        images_per_s=seen / max(train_seconds, 1e-9), best_epoch=run.best_epoch,
+    ))
+
+
+def _step(run: _Run, batch: dict) -> float:
+    """One optimiser step on one batch; returns its loss."""
+    from engine.distill import forward_with_map
+    from engine.evaluation import autocast_for, forward_batch
+
+    cfg, device = run.cfg, run.device
+    with autocast_for(device):
+        if cfg.job == "kd" and (cfg.token_kd > 0 or cfg.attn_kd > 0):
+            out_s = forward_with_map(run.model, batch["image"].to(device, memory_format=torch.channels_last))
+        else:
+            out_s = forward_batch(run.model, run.role, batch, device)
+        if run.teacher is not None:
+            images = batch["image"].to(device, memory_format=torch.channels_last)
+            if images.shape[-1] != run.tcard.image_size and not cfg.extra_teachers:
+                images = F.interpolate(images, size=run.tcard.image_size, mode="bilinear", align_corners=False)
+            out_t = run.teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
+            losses = run.loss_fn(out_s, out_t, _to(batch, device))
+        else:
+            losses = run.loss_fn(out_s, _to(batch, device))
+    run.opt.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    run.opt.step()
+    return float(losses["loss"].detach())
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, safetensors.torch.save(state))
+
+
+def _checkpoint(run: _Run, epoch: int) -> None:
+    from engine.checkpoint import save_checkpoint
+
+    save_checkpoint(run.out / "checkpoint", run.model, run.opt, {
+        "epoch": epoch, "best": run.best, "best_epoch": run.best_epoch, "best_loss": run.best_loss,
+        "torch_rng": torch.get_rng_state().tolist(), "config": asdict(run.cfg),
+    }, run.aux)
+
+
+# ---- writing the bundle ------------------------------------------------------------------------------------
+def _write_bundle(run: _Run):
+    """The best weights, calibrated on validation, scored on test, saved as RUNDIR/bundle; (metrics, card)."""
+    from engine.bundle import ModelCard, save_bundle
+    from engine.data.manifest import dataset_fingerprint
+    from engine.evaluation import make_loader, predict_loader
+    from engine.metrics import fit_temperature
+
+    cfg, model, schema = run.cfg, run.model, run.manifest.schema
+    model.load_state_dict(safetensors.torch.load_file(str(run.best_path)))
+    val_preds = predict_loader(model, run.role, run.val_loader, run.device)
     temperature = fit_temperature(val_preds.logits, val_preds.grades)
     metrics = {"val": val_preds.metrics(temperature)}
-    if parts["test"]:
-        test_loader = make_loader(parts["test"], schema, cfg.image_size, mean, std, False, cfg.batch_size)
-        metrics["test"] = predict_loader(model, role, test_loader, device).metrics(temperature)
+    if run.parts["test"]:
+        test_loader = make_loader(run.parts["test"], schema, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, False,
+                                  cfg.batch_size)
+        metrics["test"] = predict_loader(model, run.role, test_loader, run.device).metrics(temperature)
+    tcard = run.tcard
     card = ModelCard(
-        role=role, name=cfg.name or _default_name(cfg), arch=model.arch,
-        arch_config=model.config, image_size=cfg.image_size, mean=list(mean), std=list(std),
+        role=run.role, name=cfg.name or _default_name(cfg), arch=model.arch,
+        arch_config=model.config, image_size=cfg.image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
         grades=list(schema.grade_names), schema=schema.to_dict(),
-        fusion=cfg.fusion if role == "teacher" else None,
+        fusion=cfg.fusion if run.role == "teacher" else None,
         teacher={"name": tcard.name, "model_id": tcard.model_id} if tcard else None,
-        data_fingerprint=dataset_fingerprint(manifest), seed=cfg.seed, epochs=best_epoch,
+        data_fingerprint=dataset_fingerprint(run.manifest), seed=cfg.seed, epochs=run.best_epoch,
         metrics=metrics, calibration_temperature=temperature, notice=cfg.notice,
         extra={"job": cfg.job, "split": {"seed": cfg.split_seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
                "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "out")},
-               **teacher_notes, **cfg.extra},
+               **run.teacher_notes, **cfg.extra},
     )
-    card = save_bundle(out / "bundle", model.cpu(), card)
-    log({"event": "done", "bundle": str(out / "bundle"), "model_id": card.model_id, "best_epoch": best_epoch,
-         "stopped_early": stopped_early, "metrics": metrics})
-    return TrainResult(out / "bundle", metrics, best_epoch, stopped_early)
+    return metrics, save_bundle(run.out / "bundle", model.cpu(), card)
 
 
 def _default_name(cfg: TrainConfig) -> str:

@@ -49,6 +49,20 @@ def tiny_bundles(tmp_path_factory):
     return student, teacher
 
 
+@pytest.fixture(scope="session")
+def teachers(tiny_dataset, tmp_path_factory):
+    """(co-attention teacher run, image-only teacher run), one epoch each at 64 px, through the CLI."""
+    from model_builders import FAST
+
+    from engine.cli import main
+
+    root = tmp_path_factory.mktemp("teachers")
+    assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "co"), "--fusion", "coattn",
+                 "--token-layout", "zones", *FAST]) == 0
+    assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "img"), "--fusion", "none", *FAST]) == 0
+    return root / "co", root / "img"
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fault-injection table: what each case tried and what happened (tests/test_faults.py)."""
     import sys

@@ -456,7 +456,8 @@ def truncated_test_image(ctx: Ctx, epochs: int = 1) -> str:
     try:
         run_training(cfg, progress=events.append)
     except ValueError as e:
-        done = sum(e2["event"] == "epoch" for e2 in events)
+        done = sum(getattr(e2, "kind", None) == "epoch" or (isinstance(e2, dict) and e2.get("event") == "epoch")
+                   for e2 in events)
         raise ValueError(f"after {done} epoch(s): {e}") from None
     return "trained and wrote a bundle"
 

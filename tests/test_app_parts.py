@@ -8,7 +8,8 @@ from PySide6.QtCore import QSettings
 
 from cataract_app.about import about_html, metrics_summary
 from cataract_app.errors import user_message
-from cataract_app.grading.worker import GradingService, ModelSummary
+from cataract_app.grading.loading import ModelSummary
+from cataract_app.grading.worker import GradingService
 from cataract_app.viewer.navigation import MAX_RECENT, RecentFiles, position_in_folder, sibling_images, step_image
 from engine.io import ImageReadError
 from engine.request import GradeRequest

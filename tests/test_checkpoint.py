@@ -180,8 +180,8 @@ def test_training_killed_between_the_checkpoint_renames_resumes(tiny_dataset, tm
     cfg.resume = True
     events = []
     result = run_training(cfg, progress=events.append)
-    assert events[0]["event"] == "start" and events[0]["start_epoch"] == 3  # both epochs kept: only the bundle left
-    assert not [e for e in events if e["event"] == "epoch"]
+    assert events[0].kind == "start" and events[0].start_epoch == 3  # both epochs kept: only the bundle left
+    assert not [e for e in events if e.kind == "epoch"]
     assert result.bundle.joinpath("card.json").is_file()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         ".lock", "best.safetensors", "bundle", "checkpoint", "log.jsonl", "run.json"]

@@ -23,8 +23,8 @@ def damaged_dataset(tiny_dataset, tmp_path):
 def test_every_image_is_decoded_with_progress(tiny_dataset):
     events = []
     verify_images(load_dataset(tiny_dataset), events.append, every_s=0.0)
-    assert [e["checked"] for e in events] == list(range(1, 33))
-    assert events[-1] == {"event": "images", "checked": 32, "total": 32, "unreadable": 0}
+    assert [e.checked for e in events] == list(range(1, 33))
+    assert events[-1].to_dict() == {"event": "images", "checked": 32, "total": 32, "unreadable": 0}
 
 
 def test_an_unreadable_image_stops_the_job_before_the_first_epoch(damaged_dataset, tmp_path):
@@ -36,6 +36,6 @@ def test_an_unreadable_image_stops_the_job_before_the_first_epoch(damaged_datase
         run_training(cfg, progress=events.append)
     message = str(info.value)
     assert f"labels.csv:{victim.line}: image '{victim.rel_path}': the file is truncated" in message
-    assert [e["event"] for e in events][0] == "start" and all(e["event"] == "images" for e in events[1:])
-    assert events[-1]["unreadable"] == 1 and events[-1]["checked"] == 32
+    assert events[0].kind == "start" and all(e.kind == "images" for e in events[1:])
+    assert events[-1].unreadable == 1 and events[-1].checked == 32
     assert not (tmp_path / "run" / "checkpoint").exists()

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from cataract_app.errors import AppError, user_message
+from cataract_app.grading.loading import LoadOptions, build_grader
+from engine.choices import ROLES
 from engine.request import GradeRequest
-
-STUDENT, TEACHER = "student", "teacher"
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """Which bundles to load and where: the command line's --model/--teacher/--device."""
-
-    student: str | None = None
-    teacher: str | None = None
-    device: str = "auto"
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    """What the window needs to know about the loaded models; no tensors, no modules."""
-
-    schema: Any
-    student_card: Any
-    teacher_card: Any
-    has_teacher: bool
-    device: str
-    colormaps: tuple[str, ...]
-    load_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,32 +37,6 @@ class GradeTicket:
 
 class ModelNotReady(AppError):
     """A grade was asked for while no model is loaded (it failed to load)."""
-
-
-def build_grader(options: LoadOptions) -> tuple[Any, ModelSummary]:
-    """Import the heavy stack and load the models; runs in the worker thread."""
-    import time
-
-    t0 = time.perf_counter()
-    import engine.compat  # noqa: F401  (before timm and grad-cam)
-
-    # isort: split
-    import pytorch_grad_cam  # noqa: F401  (the Grader imports it on the first grade; pay for it while loading)
-
-    from engine.infer import Grader
-    from engine.overlay import COLORMAPS
-
-    grader = Grader(student=options.student, teacher=options.teacher, device=options.device)
-    summary = ModelSummary(
-        schema=grader.schema,
-        student_card=grader.student_card,
-        teacher_card=grader.teacher_card,
-        has_teacher=bool(grader.has_teacher),
-        device=str(grader.device),
-        colormaps=tuple(COLORMAPS),
-        load_ms=(time.perf_counter() - t0) * 1000,
-    )
-    return grader, summary
 
 
 class GraderWorker(QObject):
@@ -144,7 +95,7 @@ class GradingService(QObject):
 
     def __init__(self, factory=build_grader, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._latest = {STUDENT: 0, TEACHER: 0}
+        self._latest = dict.fromkeys(ROLES, 0)
         self._next_id = 0
         self.pending = 0  # requests submitted and not yet finished
         self._thread = QThread()

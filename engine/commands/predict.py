@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _target(args: argparse.Namespace):
     """--cam-target as a CamTarget, refused before any model is loaded."""
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.request import GraderError, cam_target
 
     try:
@@ -51,7 +51,7 @@ def _target(args: argparse.Namespace):
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.io import SUPPORTED_EXTENSIONS
 
     paths = list(args.images)
@@ -66,7 +66,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.fsutil import atomic_write_text
     from engine.infer import Grader
     from engine.overlay import overlay_cam

@@ -9,9 +9,7 @@ from __future__ import annotations
 import time
 
 from engine.data.manifest import DatasetError, Manifest, Problem, check_image_files
-from engine.progress import ProgressCallback, no_progress
-
-EVENT = "images"  # {"event": "images", "checked": i, "total": n, "unreadable": k}
+from engine.progress import ImagesEvent, ProgressCallback, no_progress
 
 
 def verify_images(manifest: Manifest, progress: ProgressCallback = no_progress, every_s: float = 0.5) -> None:
@@ -24,7 +22,7 @@ def verify_images(manifest: Manifest, progress: ProgressCallback = no_progress, 
         now = time.monotonic()
         if done == total or now - last >= every_s:
             last = now
-            progress({"event": EVENT, "checked": done, "total": total, "unreadable": len(problems)})
+            progress(ImagesEvent(checked=done, total=total, unreadable=len(problems)))
 
     if total == 0:
         return
