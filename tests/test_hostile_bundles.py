@@ -146,7 +146,7 @@ def test_one_bad_entry_never_breaks_the_listing(store, tiny_bundles, capsys):
 
 def test_cards_and_training_share_one_image_size_cap(tiny_dataset, tmp_path):
     TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path), image_size=MAX_IMAGE_SIZE).check()
-    with pytest.raises(TrainError, match="within 16-1024"):
+    with pytest.raises(TrainError, match="--image-size must be <= 1024, not 1025"):
         TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path), image_size=MAX_IMAGE_SIZE + 1).check()
 
 
