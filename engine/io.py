@@ -185,8 +185,9 @@ def _decode(data: bytes, name: str, max_pixels: int, min_side: int | None = None
             img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         except cv2.error as e:
             if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
-                raise _fail(name, f"its {header.format} decoder found more than the limit of {limits.opencv_pixel_cap or max_pixels:,} "
-                                  "pixels (the header check was misled)") from None
+                cap = limits.opencv_pixel_cap or max_pixels
+                raise _fail(name, f"its {header.format} decoder found more than the limit of {cap:,} pixels "
+                                  "(the header check was misled)") from None
             img = None
     if img is None or img.size == 0:
         raise _fail(name, f"the file is damaged or truncated (the {header.format} decoder failed)")
