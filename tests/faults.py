@@ -497,7 +497,8 @@ def card_image_size_100000(ctx: Ctx) -> str:
     card = json.loads((bundle / "card.json").read_text())
     card["image_size"] = card["arch_config"]["image_size"] = 100000
     (bundle / "card.json").write_text(json.dumps(card))
-    return f"card read: the model would take {read_card(bundle).image_size} px inputs (30 GB per photograph)"
+    size = read_card(bundle).image_size
+    return f"card read: the model would take {size}x{size} px inputs"
 
 
 # ---- the table ---------------------------------------------------------------------------------
