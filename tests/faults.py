@@ -142,7 +142,7 @@ CASES: list[Case] = [
     Case(B, "JPEG with two frame headers", jpeg_two_frames, "two frame headers"),
     Case(B, "header check misled: OpenCV's own limit", misled_header_check, "more than the limit of 80,000,000"),
     Case(B, "4000x3000 JPEG graded with a heat map", large_photo_for_the_model, "decoded at 1500x2000 for the model; "
-         "heat map 3000x4000"),
+         "heat map 3000x4000", long=True),  # in make test: tests/test_large_images.py
 ]
 CASES += [Case(K, f"checkpoint write killed at {s}", kill_at_step(s), "resumes after epoch "
                + ("2" if STEPS.index(s) >= 3 else "1") + "; next save leaves ['checkpoint']") for s in STEPS]

@@ -43,16 +43,7 @@ def _kill(step: str, fn, *args) -> None:
         fn(*args)
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_a_kill_at_any_step_resumes_from_a_complete_checkpoint(tmp_path, step):
-    ckpt = tmp_path / "checkpoint"
-    _save(ckpt, 1)
-    _kill(step, _save, ckpt, 2)
-    expected = 2 if STEPS.index(step) >= PUBLISHED else 1
-    assert _load(ckpt) == expected  # never silently back to epoch 0, never "Directory not empty"
-    _save(ckpt, 3)
-    assert _load(ckpt) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # every leftover is gone
+# A kill at each step of a second save: tests/fault_jobs.py (kill_at_step), run by tests/test_faults.py.
 
 
 @pytest.mark.parametrize("step", STEPS[:PUBLISHED])
@@ -170,17 +161,17 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 # ---- a whole training job, stopped at a write step and resumed ------------------------------
 
 
-def test_training_killed_between_the_checkpoint_renames_resumes(tiny_dataset, tmp_path):
+def test_training_killed_before_its_first_checkpoint_swap_resumes(tiny_dataset, tmp_path):
     from engine.train import TrainConfig, run_training
 
-    cfg = TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path / "run"), epochs=2, image_size=32,
+    cfg = TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path / "run"), epochs=1, image_size=32,
                       batch_size=16, device="cpu", patience=10)
-    _kill("checkpoint.old-moved", run_training, cfg)  # epoch 2's checkpoint complete, epoch 1's moved aside
+    _kill("checkpoint.state-written", run_training, cfg)  # epoch 1's checkpoint complete in its temp folder
     assert not (tmp_path / "run" / "checkpoint").exists() and not (tmp_path / "run" / "bundle").exists()
     cfg.resume = True
     events = []
     result = run_training(cfg, progress=events.append)
-    assert events[0].kind == "start" and events[0].start_epoch == 3  # both epochs kept: only the bundle left
+    assert events[0].kind == "start" and events[0].start_epoch == 2  # the temp checkpoint was taken up
     assert not [e for e in events if e.kind == "epoch"]
     assert result.bundle.joinpath("card.json").is_file()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
