@@ -35,6 +35,19 @@ def strict_int(text: str) -> int:
     return int(text)
 
 
+_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def strict_float(text: str) -> float:
+    """A decimal number written in ASCII (digits, a point, an exponent); ValueError otherwise.
+
+    float() also takes "1_0", "٧", "nan" and "infinity"; in labels.csv those are typos, not numbers.
+    """
+    if not isinstance(text, str) or not _ASCII_DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number")
+    return float(text)
+
+
 class SchemaError(EngineError):
     """A schema file or a sub-label value that does not fit the schema."""
 

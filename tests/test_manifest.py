@@ -361,3 +361,23 @@ def test_quote_lines_are_counted_alike_in_crlf_files():
     assert quoted_line_breaks(text) == [(3, 5)]
     assert quoted_line_breaks('image,grade\r\na.png,1\r\n"b.png,2\r\nc.png,3\r\n') == [(3, None)]
     assert quoted_line_breaks("image,grade\na.png,1\n") == []
+
+
+def test_lens_circle_columns_are_read_all_or_none(tmp_path):
+    header = ",".join(["image", "grade", *SUBS, "lens_cx", "lens_cy", "lens_r"])
+    subs = ",".join(("1", "2", "3", "1", "1", "1"))
+    good = make(tmp_path / "good", [f"a.png,1,{subs},8,7.5,6.25", f"b.png,1,{subs},,,"], header=header)
+    recs = load_dataset(good).records
+    assert recs[0].lens == (8.0, 7.5, 6.25) and recs[1].lens is None
+    bad = make(tmp_path / "bad", [f"a.png,1,{subs},8,,6", f"b.png,1,{subs},8,x,6", f"c.png,1,{subs},8,7,0"], header=header)
+    found = problems(bad, check_images=False)
+    assert [line for line, _ in found] == [2, 3, 4]
+    assert "all of lens_cx" in found[0][1] and "not a number" in found[1][1] and "radius above 0" in found[2][1]
+
+
+@pytest.mark.parametrize("text", ["1_0", "٧", "nan", "inf", "0x10"])
+def test_lens_circle_cells_are_ascii_decimals_only(tmp_path, text):
+    header = ",".join(["image", "grade", *SUBS, "lens_cx", "lens_cy", "lens_r"])
+    subs = ",".join(("1", "2", "3", "1", "1", "1"))
+    root = make(tmp_path / "d", [f"a.png,1,{subs},8,{text},6", f"b.png,1,{subs},8,.5e1,6.25"], header=header)
+    assert problems(root, check_images=False) == [(2, f"lens circle 8, {text}, 6 holds a cell that is not a number")]
