@@ -26,9 +26,18 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from engine.bundle_check import (
+    CheckError,
+    check_card_fields,
+    header_problems,
+    load_card_json,
+    nonfinite_parameters,
+    read_weights_header,
+)
 from engine.errors import EngineError
+from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 from engine.models import ModelConfigError, create_model, is_model, list_models
-from engine.models.backbone import cast_like, state_dict_problems
+from engine.models.backbone import cast_like, state_dict_problems, summarize_keys
 from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from engine.resources import CARD_FILE, WEIGHTS_FILE
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
@@ -91,14 +100,16 @@ class ModelCard:
             raise BundleError(f"card format_version must be an integer, not {self.format_version!r}")
         if self.role not in ROLES:
             raise BundleError(f"card role must be 'student' or 'teacher', not {self.role!r}")
-        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool) or self.image_size < 1:
-            raise BundleError(f"card image_size must be a positive integer, not {self.image_size!r}")
         if not isinstance(self.arch_config, dict):
             raise BundleError("card arch_config must be a JSON object")
         self.mean = _floats3("mean", self.mean)
         self.std = _floats3("std", self.std, positive=True)
         schema = self.schema_obj()
-        self.grades = [str(g) for g in (self.grades or schema.grade_names)]
+        self.grades = list(self.grades or schema.grade_names) if isinstance(self.grades, (list, tuple)) else self.grades
+        try:
+            check_card_fields(self)
+        except CheckError as e:
+            raise BundleError(str(e)) from None
         if len(self.grades) != NUM_GRADES:
             raise BundleError(f"card lists {len(self.grades)} grades; a model grades {NUM_GRADES} ({GRADES[0]}-{GRADES[-1]})")
         if self.crop not in CROPS:
@@ -191,30 +202,39 @@ def _replaceable(path: Path) -> bool:
 
 
 def _publish(path: Path, files: dict[str, bytes]) -> None:
-    """Write `files` into a temp folder beside `path`, then swap it in; an old bundle goes last."""
+    """Write `files` into a temp folder beside `path`, then swap it in; an old bundle goes last.
+
+    A kill at any step leaves the old bundle or the new one in place, or the old one moved aside
+    as .NAME.*.old (a run folder puts it back when the job resumes); temp folders of writes
+    killed over an hour ago are removed here.
+    """
     if path.exists() and not _replaceable(path):
         raise BundleError(f"{path} exists and is not a model bundle, so it will not be replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in stale_temps(path.parent, path.name, older_than=3600):
+        remove_tree(leftover)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         for name, data in files.items():
-            with open(tmp / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_file_synced(tmp / name, data)
+        write_step("bundle.files-written")
         if path.exists():
             old = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
             os.replace(path, old)
+            write_step("bundle.old-moved")
             try:
                 os.replace(tmp, path)
-            except BaseException:
+            except Exception:
                 os.replace(old, path)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            write_step("bundle.new-moved")
+            remove_tree(old)
         else:
             os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fsync_dir(path.parent)
+    except BaseException as e:
+        if not isinstance(e, InjectedKill):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -254,7 +274,9 @@ def read_card(path: str | Path) -> ModelCard:
     if not card_path.is_file():
         raise BundleError(f"{p} has no {CARD_FILE}, so it is not a model bundle")
     try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
+        data = load_card_json(card_path)
+    except CheckError as e:
+        raise BundleError(f"{card_path} is refused: {e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{card_path} is not valid JSON ({e})") from None
     except OSError as e:
@@ -265,10 +287,20 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{card_path}: {e}") from None
 
 
-def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _weights_header(p: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     weights = p / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{p} has no {WEIGHTS_FILE}, so its model cannot be loaded")
+    try:
+        return read_weights_header(weights)
+    except CheckError as e:
+        raise BundleError(f"{weights} is refused: {e}") from None
+    except OSError as e:
+        raise BundleError(f"{weights} cannot be read ({e.strerror})") from None
+
+
+def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+    weights = p / WEIGHTS_FILE
     try:
         data = weights.read_bytes()
         tensors = load_safetensors_bytes(data)
@@ -277,6 +309,18 @@ def _read_weights(p: Path) -> tuple[dict[str, torch.Tensor], str]:
     except safetensors.SafetensorError as e:
         raise BundleError(f"{weights} is damaged or not a safetensors file ({e})") from None
     return tensors, hashlib.sha256(data).hexdigest()[:16]
+
+
+def _build(p: Path, card: ModelCard, meta: bool = False) -> nn.Module:
+    """The card's model; on the meta device (no memory) for checking a weights header against it."""
+    cfg = {k: v for k, v in card.arch_config.items() if k != "pretrained_path"}
+    try:
+        if meta:
+            with torch.device("meta"):
+                return create_model(card.arch, **cfg)
+        return create_model(card.arch, **cfg)
+    except (ModelConfigError, TypeError, ValueError, RuntimeError, AssertionError, KeyError, IndexError) as e:
+        raise BundleError(f"{p}: the card's model cannot be built ({e})") from None
 
 
 def load_bundle(
@@ -296,11 +340,11 @@ def load_bundle(
         check_card_fits(card)
     except BundleError as e:
         raise BundleError(f"{p}: {e}") from None
-    cfg = {k: v for k, v in card.arch_config.items() if k != "pretrained_path"}
-    try:
-        model = create_model(card.arch, **cfg)
-    except ModelConfigError as e:
-        raise BundleError(f"{p}: the card's model cannot be built ({e})") from None
+    # Header against the model the card names, built on the meta device: nothing is allocated or read before it fits.
+    problems = header_problems(_build(p, card, meta=True), _weights_header(p))
+    if problems:
+        raise BundleError(f"{p}: {WEIGHTS_FILE} does not fit a {card.arch} model: {'; '.join(problems)}")
+    model = _build(p, card)
     tensors, digest = _read_weights(p)
     own = model.state_dict()
     problems = state_dict_problems(own, tensors)
@@ -309,5 +353,8 @@ def load_bundle(
     if card.model_id and digest != card.model_id:
         raise BundleError(f"{p}: {WEIGHTS_FILE} is not the file its card describes (model id {digest}, card says {card.model_id})")
     model.load_state_dict(cast_like(own, tensors), strict=True)
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise BundleError(f"{p}: {WEIGHTS_FILE} holds NaN or infinite weights ({summarize_keys(bad)})")
     model.preprocess_cfg = PreprocessConfig.from_card(card)  # as timm attaches pretrained_cfg
     return model.to(device).eval(), card

@@ -44,5 +44,7 @@ def place_cam(raw: np.ndarray, box: tuple[int, int, int], height: int, width: in
     raw = raw / top if top > 0 else raw
     x0, y0, side = box
     canvas = np.zeros((height, width), np.float32)
-    canvas[y0 : y0 + side, x0 : x0 + side] = cv2.resize(raw, (side, side), interpolation=cv2.INTER_LINEAR)
-    return np.clip(canvas, 0.0, 1.0)
+    square = canvas[y0 : y0 + side, x0 : x0 + side]  # resized and clipped in place: no second full-size map
+    cv2.resize(raw, (side, side), dst=square, interpolation=cv2.INTER_LINEAR)
+    np.clip(square, 0.0, 1.0, out=square)
+    return canvas

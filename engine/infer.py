@@ -26,7 +26,7 @@ from engine.cam import cam_math, place_cam
 from engine.data.transforms import build_transform
 from engine.device import pick_device
 from engine.evaluation import autocast_for
-from engine.io import read_image
+from engine.io import min_side_for, read_image_reduced
 from engine.request import GradeRequest, GraderError
 from engine.resources import default_model_dir, has_card
 from engine.results import GradeResult, ModelInfo
@@ -99,15 +99,17 @@ class Grader:
     def grade(self, image: str | Path | np.ndarray, request: GradeRequest = STUDENT_REQUEST) -> GradeResult:
         """Grade one image (a file or an HxWx3 uint8 RGB array) as `request` asks."""
         t0 = time.perf_counter()
-        source = None
+        source, loaded = None, self._route(request)
         if isinstance(image, (str, Path)):
-            source, rgb = str(image), read_image(image)
+            # Decoded at the reduced scale the model needs; the heat map is still drawn at the file's full size.
+            decoded = read_image_reduced(image, min_side_for(loaded.card.image_size))
+            source, rgb, shape = str(image), decoded.rgb, decoded.full_size
         else:
             rgb = self._check_array(image)
+            shape = rgb.shape[:2]
         t1 = time.perf_counter()
-        loaded = self._route(request)
         x = loaded.transform(rgb)[None]
-        r = self._grade_tensors(x, [rgb.shape[:2]], loaded, request, (time.perf_counter() - t1) * 1e3)[0]
+        r = self._grade_tensors(x, [shape], loaded, request, (time.perf_counter() - t1) * 1e3)[0]
         timings = {"decode_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return replace(r, timings_ms=timings, source=source)
 
@@ -216,8 +218,8 @@ class Grader:
         def load(p: str):
             # Decode and preprocess off the compute thread.
             try:
-                rgb = read_image(p)
-                return loaded.transform(rgb), rgb.shape[:2], None
+                decoded = read_image_reduced(p, min_side_for(loaded.card.image_size))
+                return loaded.transform(decoded.rgb), decoded.full_size, None
             except (ValueError, OSError) as e:
                 return None, None, str(e)
 

@@ -4,32 +4,42 @@ JPEG, PNG, TIFF and BMP are accepted, and DICOM (engine.dicom: any file carrying
 DICOM marker, whatever its name), 8 or 16 bits per sample, gray or colour, with or
 without alpha. 16-bit samples are scaled to 8 bits (x / 257, rounded), never clipped.
 An alpha channel is dropped: the colour channels are kept as stored, not composited.
-EXIF orientation is applied. The pixel count is read from the file header and checked
-before anything is decoded, so a small file that inflates to gigabytes is refused
-cheaply; OpenCV's own OPENCV_IO_MAX_IMAGE_PIXELS limit (2^30 by default) stays behind it.
+EXIF orientation is applied. The header is read (engine.imageheader) and held to the pixel
+limit before anything is decoded, so a small file that inflates to gigabytes is refused
+cheaply; OpenCV's own limit, set to the same number when the engine is imported, stops any
+decoder that reads a size the header check did not, and a decoded size that differs from
+the header's is refused. `read_image_reduced` decodes at 1/2, 1/4 or 1/8 scale when the
+short side stays above what the model needs (JPEG: inside libjpeg, so the full frame is
+never allocated), with the full-resolution size beside it for drawing at the input's size.
 Decoding goes through `cv2.imdecode` on the file's bytes, so non-ASCII paths work.
 """
 
 from __future__ import annotations
 
 import stat
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engine import limits
 from engine.errors import EngineError
+from engine.imageheader import Header, HeaderError, read_header
 
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", *DICOM_EXTENSIONS)
-DEFAULT_MAX_PIXELS = 80_000_000
+DEFAULT_MAX_PIXELS = limits.MAX_IMAGE_PIXELS
+# A reduced decode keeps at least this short side: enough for any model input and for a lens crop of a quarter frame.
+REDUCED_MIN_SIDE = 1024
 # Largest plausible file for an image within the pixel limit: uncompressed 16-bit RGBA plus metadata.
 _BYTES_PER_PIXEL_BOUND = 8
 _METADATA_SLACK = 16 * 1024 * 1024
+_JPEG_REDUCED = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}  # only the scale bits: depth and colour flags stay ours
 
 
 class ImageReadError(EngineError):
@@ -48,9 +58,52 @@ def _fail(name: str, reason: str) -> ImageReadError:
 # ---- public entry points ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB image, possibly decoded at a reduced scale, and the (height, width) of the full image it stands for."""
+
+    rgb: np.ndarray
+    full_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Full-resolution pixels per decoded pixel (1.0 when decoded at full size)."""
+        return self.full_size[1] / self.rgb.shape[1]
+
+
+def min_side_for(image_size: int) -> int:
+    """The short side a reduced decode keeps for a model with this input size (training and grading alike)."""
+    return max(REDUCED_MIN_SIDE, 2 * int(image_size))
+
+
+def opencv_limit_active() -> bool:
+    """True when OpenCV's own decoders hold the pixel limit too (the engine was imported before OpenCV)."""
+    return limits.opencv_pixel_cap is not None
+
+
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 RGB array, or raise ImageReadError saying why not."""
-    p = Path(path)
+    """Read an image file as an HxWx3 uint8 RGB array at full resolution, or raise ImageReadError saying why not."""
+    name, data = _read_file(Path(path), max_pixels)
+    return _decode(data, name, max_pixels).rgb
+
+
+def read_image_reduced(
+    path: str | Path, min_side: int = REDUCED_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Read an image file at the smallest of 1, 1/2, 1/4, 1/8 scale whose short side keeps `min_side` pixels."""
+    name, data = _read_file(Path(path), max_pixels)
+    return _decode(data, name, max_pixels, min_side)
+
+
+def read_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode image bytes (e.g. from a drop or a network share) with the same checks as read_image."""
+    _check_extension(name, Path(name).suffix, required=False)
+    data = bytes(data)
+    _check_file_size(name, len(data), max_pixels)
+    return _decode(data, name, max_pixels).rgb
+
+
+def _read_file(p: Path, max_pixels: int) -> tuple[str, bytes]:
     name = str(p)
     try:
         st = p.stat()
@@ -66,24 +119,13 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise _fail(name, "it is not a regular file")
     if not _is_dicom_file(p):  # a DICOM file is read whatever its name (devices often write none)
         _check_extension(name, p.suffix, required=True)
-    if st.st_size == 0:
-        raise _fail(name, "the file is empty (0 bytes)")
     _check_file_size(name, st.st_size, max_pixels)
     try:
-        data = p.read_bytes()
+        return name, p.read_bytes()
     except PermissionError:
         raise _fail(name, "permission denied (the file is not readable by this user)") from None
     except OSError as e:
         raise _fail(name, f"the file cannot be read ({e.strerror or e})") from None
-    return _decode(data, name, max_pixels)
-
-
-def read_image_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode image bytes (e.g. from a drop or a network share) with the same checks as read_image."""
-    _check_extension(name, Path(name).suffix, required=False)
-    data = bytes(data)
-    _check_file_size(name, len(data), max_pixels)
-    return _decode(data, name, max_pixels)
 
 
 # ---- checks before decoding ------------------------------------------------------------------
@@ -108,134 +150,6 @@ def _is_dicom_file(p: Path) -> bool:
     from engine.dicom import is_dicom_file
 
     return is_dicom_file(p)
-
-
-def _sniff(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if data[:2] == b"BM":
-        return "BMP"
-    return None
-
-
-def _png_size(data: bytes, name: str) -> tuple[int, int]:
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        raise _fail(name, "the file is truncated or damaged (no PNG image header)")
-    width, height = struct.unpack(">II", data[16:24])
-    if data.rfind(b"IEND\xaeB`\x82") < 0:
-        raise _fail(name, "the file is truncated (the PNG end chunk is missing)")
-    return width, height
-
-
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(data: bytes, name: str) -> tuple[int, int]:
-    """Walk the JPEG segments up to the first scan: frame size from SOFn, EOI must follow the scan."""
-    truncated = _fail(name, "the file is truncated (it ends inside the JPEG headers)")
-    size: tuple[int, int] | None = None
-    i, n = 2, len(data)
-    while True:
-        if i >= n:
-            raise truncated
-        if data[i] != 0xFF:
-            raise _fail(name, f"the file is damaged (no JPEG marker at byte {i})")
-        while i < n and data[i] == 0xFF:
-            i += 1
-        if i + 2 >= n:
-            raise truncated
-        marker = data[i]
-        i += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            continue
-        if marker == 0xD9:
-            raise _fail(name, "the file is damaged (the JPEG ends before any image data)")
-        seg_len = int.from_bytes(data[i : i + 2], "big")
-        if seg_len < 2:
-            raise _fail(name, f"the file is damaged (bad JPEG segment length at byte {i})")
-        if marker in _JPEG_SOF:
-            if i + 7 > n:
-                raise truncated
-            height, width = struct.unpack(">HH", data[i + 3 : i + 7])
-            size = (width, height)
-        if marker == 0xDA:
-            if size is None:
-                raise _fail(name, "the file is damaged (the JPEG has no frame header)")
-            if data.find(b"\xff\xd9", i) < 0:
-                raise _fail(name, "the file is truncated (the JPEG end marker is missing)")
-            return size
-        i += seg_len
-
-
-def _bmp_size(data: bytes, name: str) -> tuple[int, int]:
-    if len(data) < 26:
-        raise _fail(name, "the file is truncated (the BMP header is incomplete)")
-    offset, header = struct.unpack("<II", data[10:18])
-    if header == 12:
-        width, height, bpp = struct.unpack("<HH2xH", data[18:26])
-        compression = 0
-    elif header >= 40 and len(data) >= 34:
-        width, height, bpp, compression = struct.unpack("<ii2xHI", data[18:34])
-    else:
-        raise _fail(name, "the file is damaged (unknown BMP header)")
-    height = abs(height)
-    if compression in (0, 3, 6) and bpp in (1, 4, 8, 16, 24, 32) and width > 0:
-        row = ((width * bpp + 31) // 32) * 4
-        if len(data) < offset + row * height:
-            raise _fail(name, "the file is truncated (the BMP pixel data is incomplete)")
-    return width, height
-
-
-def _tiff_size(data: bytes, name: str) -> tuple[int, int]:
-    """Read width and height from the first IFD; strips or tiles must lie inside the file."""
-    damaged = _fail(name, "the file is truncated or damaged (the TIFF directory lies outside the file)")
-    bo = "<" if data[:2] == b"II" else ">"
-    big = data[2:4] in (b"+\x00", b"\x00+")
-    try:
-        if big:
-            ifd = struct.unpack(bo + "Q", data[8:16])[0]
-            (count,) = struct.unpack(bo + "Q", data[ifd : ifd + 8])
-            start, entry, inline, ofs_code = ifd + 8, 20, 8, "Q"
-        else:
-            ifd = struct.unpack(bo + "I", data[4:8])[0]
-            (count,) = struct.unpack(bo + "H", data[ifd : ifd + 2])
-            start, entry, inline, ofs_code = ifd + 2, 12, 4, "I"
-    except struct.error:
-        raise damaged from None
-    if start + count * entry > len(data):
-        raise damaged
-    tags: dict[int, tuple[int, ...]] = {}
-    for k in range(count):
-        raw = data[start + k * entry : start + (k + 1) * entry]
-        tag, typ = struct.unpack(bo + "HH", raw[:4])
-        n = struct.unpack(bo + ("Q" if big else "I"), raw[4 : 4 + (8 if big else 4)])[0]
-        code = {1: "B", 3: "H", 4: "I", 16: "Q"}.get(typ)
-        if code is None or tag not in (256, 257, 273, 279, 324, 325):
-            continue
-        nbytes = n * struct.calcsize(code)
-        if nbytes > len(data):
-            raise damaged
-        field = raw[entry - inline :]
-        if nbytes > inline:
-            pos = struct.unpack(bo + ofs_code, field)[0]
-            field = data[pos : pos + nbytes]
-            if len(field) < nbytes:
-                raise damaged
-        tags[tag] = struct.unpack(f"{bo}{n}{code}", field[:nbytes])
-    if not tags.get(256) or not tags.get(257):
-        raise _fail(name, "the file is damaged (the TIFF has no image width or height)")
-    offsets, counts = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
-    if offsets and counts and len(offsets) == len(counts):
-        if max(o + c for o, c in zip(offsets, counts, strict=True)) > len(data):
-            raise _fail(name, "the file is truncated (the TIFF image data is incomplete)")
-    return tags[256][0], tags[257][0]
-
-
-_HEADER_READERS = {"JPEG": _jpeg_size, "PNG": _png_size, "TIFF": _tiff_size, "BMP": _bmp_size}
 
 
 # ---- decoding --------------------------------------------------------------------------------
@@ -264,41 +178,69 @@ def _quiet_opencv() -> Iterator[None]:
                 logging.setLogLevel(_log_saved)
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _decode(data: bytes, name: str, max_pixels: int, min_side: int | None = None) -> DecodedImage:
+    """Check the header, decode (reduced when `min_side` allows it), and check the decoder saw the header's size."""
     from engine.dicom import DicomError, decode_dicom, is_dicom
 
     if is_dicom(data):
         try:
-            return decode_dicom(data, name, max_pixels)
+            rgb = decode_dicom(data, name, max_pixels)
         except DicomError as e:
             raise _fail(name, e.reason) from None
-    fmt = _sniff(data)
-    if fmt is None and Path(name).suffix.lower() in DICOM_EXTENSIONS:
-        raise _fail(name, "it is named like a DICOM file but is not one (there is no 'DICM' marker at byte 128)")
-    if fmt is None:
-        raise _fail(name, "it is not an image (its content is not JPEG, PNG, TIFF or BMP)")
-    width, height = _HEADER_READERS[fmt](data, name)
-    if width <= 0 or height <= 0:
-        raise _fail(name, f"the file is damaged (the {fmt} header gives a size of {width}x{height})")
-    if width * height > max_pixels:
-        raise _fail(
-            name, f"it is {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}"
-        )
+        return DecodedImage(rgb, rgb.shape[:2])
+    try:
+        header = read_header(data, max_pixels)
+    except HeaderError as e:
+        if Path(name).suffix.lower() in DICOM_EXTENSIONS:
+            raise _fail(name, "it is named like a DICOM file but is not one (there is no 'DICM' marker at byte 128)") from None
+        raise _fail(name, e.reason) from None
+    factor = _reduction(header, min_side)
     # Any flag but IMREAD_UNCHANGED applies EXIF orientation; ANYDEPTH keeps 16 bits for our own scaling.
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    if header.format == "JPEG":
+        flags |= _JPEG_REDUCED[factor]  # libjpeg scales while decoding: the full frame is never allocated
     with _quiet_opencv():
         try:
             img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        except cv2.error:
+        except cv2.error as e:
+            if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+                cap = limits.opencv_pixel_cap or max_pixels
+                raise _fail(name, f"its {header.format} decoder found more than the limit of {cap:,} pixels "
+                                  "(the header check was misled)") from None
             img = None
     if img is None or img.size == 0:
-        raise _fail(name, f"the file is damaged or truncated (the {fmt} decoder failed)")
-    return _to_rgb8(img, name)
+        raise _fail(name, f"the file is damaged or truncated (the {header.format} decoder failed)")
+    full = _full_size(img, header, factor if header.format == "JPEG" else 1, name)
+    if factor > 1 and header.format != "JPEG":
+        h, w = img.shape[:2]
+        img = cv2.resize(img, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
+    return DecodedImage(_to_rgb8(img, name), full)
 
+
+def _reduction(header: Header, min_side: int | None) -> int:
+    """The largest of 8, 4, 2 that keeps the short side at `min_side` or more (1: full resolution)."""
+    if not min_side:
+        return 1
+    short = min(header.width, header.height)
+    return next((f for f in (8, 4, 2) if -(-short // f) >= min_side), 1)
+
+
+def _full_size(img: np.ndarray, header: Header, factor: int, name: str) -> tuple[int, int]:
+    """(height, width) at full resolution as decoded (EXIF orientation may swap them); refuse any other size."""
+    h, w = -(-header.height // factor), -(-header.width // factor)
+    got = img.shape[:2]
+    if got == (h, w):
+        return header.height, header.width
+    if got == (w, h):
+        return header.width, header.height
+    raise _fail(
+        name, f"the file is damaged (its {header.format} header says {header.width}x{header.height} but the "
+        f"decoder found {got[1] * factor}x{got[0] * factor})"
+    )
 
 def _to_rgb8(img: np.ndarray, name: str) -> np.ndarray:
     if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)  # round(x / 257): scaled, never clipped
     elif img.dtype != np.uint8:
         raise _fail(name, f"it has {img.dtype} samples; only 8- and 16-bit images are supported")
     if img.ndim == 3 and img.shape[2] == 1:
@@ -306,7 +248,7 @@ def _to_rgb8(img: np.ndarray, name: str) -> np.ndarray:
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place: no second full-size copy
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     raise _fail(name, f"it has {img.shape[2]} channels; expected gray, RGB or RGBA")

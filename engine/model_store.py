@@ -70,7 +70,8 @@ def _sha256_16(path: Path) -> str:
 
 def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
     """The bundle's card, after checking it can be made active: readable card, right role, intact weights."""
-    from engine.bundle import WEIGHTS_FILE, BundleError, check_card_fits, read_card
+    from engine.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, check_card_fits, load_bundle, read_card
+    from engine.bundle_check import CheckError, check_forward
 
     p = Path(path)
     if role is not None and role not in ROLES:
@@ -87,7 +88,22 @@ def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
         raise StoreError(f"{p} has no {WEIGHTS_FILE}, so it cannot become the active {card.role}")
     if card.model_id and _sha256_16(weights) != card.model_id:
         raise StoreError(f"{weights} is not the file its card describes (it was changed or damaged after training)")
+    # Loaded and tried, as grading will use it: a bundle that cannot grade never becomes active.
+    key = (str(p.resolve()), card.model_id, (p / CARD_FILE).stat().st_mtime_ns)
+    if card.model_id and key in _TRIED:
+        return card  # the very same weights (their digest was just checked) and card passed before
+    try:
+        model, card = load_bundle(p, expect_role=card.role)
+        check_forward(model, card)
+    except BundleError as e:
+        raise StoreError(str(e)) from None
+    except CheckError as e:
+        raise StoreError(f"{p} cannot become the active {card.role}: {e}") from None
+    _TRIED.add(key)
     return card
+
+
+_TRIED: set[tuple[str, str, int]] = set()  # bundles this process loaded and graded the sample photograph with
 
 
 def _check_state(data: object) -> dict:
@@ -183,18 +199,23 @@ class ModelStore:
         """Every promote and revert, oldest first."""
         return list(self._read_state()[0]["history"])
 
-    def list_bundles(self) -> list[tuple[Path, ModelCard]]:
-        """Readable bundles of finished runs (newest first), then the shipped defaults that are installed."""
+    def list_bundles(self, problems: list[str] | None = None) -> list[tuple[Path, ModelCard]]:
+        """Readable bundles of finished runs (newest first), then the shipped defaults that are installed.
+
+        A damaged or hostile bundle is left out, never breaking the list; `problems` gets a sentence for each.
+        """
         from engine.bundle import read_card
 
         candidates = sorted(self.runs_dir.glob(f"*/{BUNDLE_DIR}"), reverse=True) if self.runs_dir.is_dir() else []
-        candidates += [self.defaults[r] for r in ROLES]
+        candidates += [d for d in (self.defaults[r] for r in ROLES) if d.exists()]
         out: list[tuple[Path, ModelCard]] = []
         for path in candidates:
             try:
                 out.append((path, read_card(path)))
-            except ValueError:
-                continue  # an unfinished or damaged run is not a bundle to offer
+            except Exception as e:  # noqa: BLE001  (whatever one entry does, the others are still listed)
+                if problems is not None:
+                    reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                    problems.append(f"{path} is left out: {reason}")
         return out
 
     def is_default(self, path: str | Path) -> bool:
@@ -300,8 +321,13 @@ class ModelStore:
             pass
         run = self.new_run_dir(f"import-{role}")
         tmp = run / f".{BUNDLE_DIR}.tmp"
-        shutil.copytree(path, tmp)
-        os.replace(tmp, run / BUNDLE_DIR)
+        try:
+            shutil.copytree(path, tmp)
+            os.replace(tmp, run / BUNDLE_DIR)
+        except (OSError, shutil.Error) as e:
+            shutil.rmtree(run, ignore_errors=True)
+            detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:200]
+            raise StoreError(f"{path} could not be copied into the store ({detail}); nothing was changed") from None
         return run / BUNDLE_DIR
 
     def _write_state(self, state: dict, damage: str | None) -> None:

@@ -10,6 +10,7 @@ from engine.choices import COLORBLIND_SAFE, COLORMAPS
 __all__ = ["COLORBLIND_SAFE", "COLORMAPS", "colorize", "overlay_cam"]
 # name -> OpenCV colour map (the names and which are colour-blind safe: engine.choices).
 _CV_MAPS = {name: getattr(cv2, f"COLORMAP_{name.upper()}") for name in COLORMAPS}
+_BAND_PIXELS = 1 << 20  # overlay_cam blends this many pixels at a time
 
 
 def colorize(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
@@ -32,6 +33,16 @@ def overlay_cam(rgb: np.ndarray, cam: np.ndarray, colormap: str = "jet", alpha: 
         raise ValueError(f"alpha must be within 0-1, not {alpha}")
     if cam.shape != rgb.shape[:2]:
         cam = cv2.resize(cam.astype(np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colorize(cam[:1, :1], colormap)  # refuse an unknown colour map before any work
+    out = np.empty_like(rgb)
+    rows = max(1, _BAND_PIXELS // rgb.shape[1])
+    for top in range(0, rgb.shape[0], rows):  # in bands: float copies of a whole large photo cost gigabytes
+        band = slice(top, top + rows)
+        out[band] = _blend(rgb[band], cam[band], colormap, alpha)
+    return out
+
+
+def _blend(rgb: np.ndarray, cam: np.ndarray, colormap: str, alpha: float) -> np.ndarray:
     heat = colorize(cam, colormap).astype(np.float32)
     weight = (alpha * np.clip(cam.astype(np.float32) * 1.5, 0.0, 1.0))[..., None]
     out = rgb.astype(np.float32) * (1.0 - weight) + heat * weight

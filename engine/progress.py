@@ -49,6 +49,16 @@ class StartEvent(ProgressEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImagesEvent(ProgressEvent):
+    """Before the first epoch, every image is decoded once: `checked` of `total` so far, `unreadable` of them bad."""
+
+    kind: ClassVar[str] = "images"
+    checked: int = 0
+    total: int = 0
+    unreadable: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class BatchEvent(ProgressEvent):
     """At most about once a second within an epoch: the loss of the latest step."""
 
@@ -97,8 +107,8 @@ class ErrorEvent(ProgressEvent):
     message: str = "the job failed"
 
 
-EVENT_TYPES: dict[str, type[ProgressEvent]] = {c.kind: c for c in (StartEvent, BatchEvent, EpochEvent, DoneEvent,
-                                                                     ErrorEvent)}
+EVENT_TYPES: dict[str, type[ProgressEvent]] = {c.kind: c for c in (StartEvent, ImagesEvent, BatchEvent, EpochEvent,
+                                                                     DoneEvent, ErrorEvent)}
 ProgressCallback = Callable[[ProgressEvent], None]
 
 

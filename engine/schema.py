@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,32 @@ SCHEMA_VERSION = 1
 NUM_GRADES = 8
 GRADES = tuple(range(NUM_GRADES))
 SUBLABEL_KINDS = ("ordinal", "count")
+
+
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def strict_int(text: str) -> int:
+    """An integer written in ASCII digits (an optional sign, nothing else); ValueError otherwise.
+
+    Python's int() also takes "0_7", " 7 " and Arabic-Indic "٧"; a grade typed that way is a typo, not a 7.
+    """
+    if not isinstance(text, str) or not _ASCII_INT.fullmatch(text):
+        raise ValueError(f"{text!r} is not an integer")
+    return int(text)
+
+
+_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def strict_float(text: str) -> float:
+    """A decimal number written in ASCII (digits, a point, an exponent); ValueError otherwise.
+
+    float() also takes "1_0", "٧", "nan" and "infinity"; in labels.csv those are typos, not numbers.
+    """
+    if not isinstance(text, str) or not _ASCII_DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number")
+    return float(text)
 
 
 class SchemaError(EngineError):
@@ -68,7 +95,7 @@ class SubLabel:
         if isinstance(value, str):
             text = value.strip()
             try:
-                value = int(text)
+                value = strict_int(text)
             except ValueError:
                 raise SchemaError(f"{self.name}: {text!r} is not an integer") from None
         if not isinstance(value, int):
@@ -170,8 +197,8 @@ class Schema:
                     SubLabel(
                         name=str(item["name"]),
                         kind=str(item.get("kind", "ordinal")),
-                        minimum=int(item.get("minimum", 0)),
-                        maximum=int(item["maximum"]),
+                        minimum=_json_int(item.get("minimum", 0), "minimum"),
+                        maximum=_json_int(item["maximum"], "maximum"),
                         description=str(item.get("description", "")),
                         levels=tuple(str(x) for x in item.get("levels", ())),
                     )
@@ -229,6 +256,12 @@ def parse_sublabels(text: str | None) -> dict[str, int | None]:
         except ValueError:
             raise SchemaError(f"sub-label {name!r}: {value!r} is not a whole number") from None
     return out
+
+
+def _json_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number, not {value!r}")
+    return value
 
 
 DEFAULT_SCHEMA = Schema(

@@ -98,6 +98,8 @@ class _Run:
 
 def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
     """Run one job to completion (or early stop); returns the new bundle's path."""
+    from engine.data.preflight import verify_images
+
     cfg.check()
     cancel = cancel or CancelToken()
     run = _prepare(cfg, progress)
@@ -106,6 +108,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         n_val=len(run.parts["val"]), n_test=len(run.parts["test"]), device=str(run.device), arch=run.model.arch,
         image_size=cfg.image_size, out=str(run.out),
     ))
+    verify_images(run.manifest, run.log)  # every image decoded before the first epoch, with progress events
     stopped_early = False
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         _train_epoch(run, epoch, cancel, progress)
@@ -125,11 +128,10 @@ def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     from engine.data.manifest import load_dataset
     from engine.device import pick_device
     from engine.evaluation import make_loader
+    from engine.runfolder import prepare_run_folder
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
-        (out / "log.jsonl").unlink(missing_ok=True)
+    prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
     log = _Log(out / "log.jsonl", progress)
     _seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -210,7 +212,7 @@ def _resume(run: _Run) -> None:
     from engine.checkpoint import load_checkpoint
 
     ckpt = run.out / "checkpoint"
-    if not (run.cfg.resume and ckpt.exists()):
+    if not run.cfg.resume:  # the run folder refused a --resume with nothing to resume from
         return
     state = load_checkpoint(ckpt, run.model, run.opt, run.aux)
     run.start_epoch, run.best, run.best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]

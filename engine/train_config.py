@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.choices import DISTANCES, FUSIONS, JOBS, OPTIMIZERS, TOKEN_LAYOUTS
 from engine.errors import EngineError
+from engine.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 SEED_MAX = 2**31 - 1
 
@@ -63,7 +64,7 @@ class TrainConfig:
                          "(image only)", choices=FUSIONS, jobs=TEACHER)
     token_layout: str = option("grid", "teacher image tokens", choices=TOKEN_LAYOUTS, jobs=TEACHER)
     epochs: int = option(20, "training epochs", low=1, high=10_000)
-    image_size: int = option(128, "network input size in pixels", low=16, high=1024)
+    image_size: int = option(128, "network input size in pixels", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
     batch_size: int = option(32, "images per step", low=1, high=4096)
     lr: float = option(1e-3, "peak learning rate", low=1e-6, high=1.0)
     weight_decay: float = option(0.05, "weight decay", low=0.0, high=1.0)

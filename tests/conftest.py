@@ -61,3 +61,16 @@ def teachers(tiny_dataset, tmp_path_factory):
                  "--token-layout", "zones", *FAST]) == 0
     assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "img"), "--fusion", "none", *FAST]) == 0
     return root / "co", root / "img"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection table: what each case tried and what happened (tests/test_faults.py)."""
+    import sys
+
+    faults = sys.modules.get("faults")
+    if not faults or not faults.RESULTS:
+        return
+    terminalreporter.section("fault injection: what was tried -> what happened")
+    for family, case, result in faults.RESULTS:
+        terminalreporter.write_line(f"[{family}] {case}")
+        terminalreporter.write_line(f"    -> {result}")

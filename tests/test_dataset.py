@@ -12,7 +12,7 @@ import engine.data.dataset as dsmod
 from engine.data.dataset import IMAGENET_MEAN, IMAGENET_STD, GradingDataset, split_records
 from engine.data.manifest import Record
 from engine.data.transforms import Augment, augment, center_square, preprocess_eval
-from engine.io import ImageReadError, read_image
+from engine.io import ImageReadError, read_image, read_image_reduced
 from engine.schema import DEFAULT_SCHEMA
 
 S = 32
@@ -141,11 +141,11 @@ def test_train_items_are_augmented_and_reproducible(records):
 def test_cache_decodes_each_image_once(records, monkeypatch):
     calls = []
 
-    def counting(path):
+    def counting(path, min_side):
         calls.append(path)
-        return read_image(path)
+        return read_image_reduced(path, min_side)
 
-    monkeypatch.setattr(dsmod, "read_image", counting)
+    monkeypatch.setattr(dsmod, "read_image_reduced", counting)
     cached = GradingDataset(records, DEFAULT_SCHEMA, S, train=True)
     cached.preload()
     for _ in range(3):

@@ -230,3 +230,4 @@ def test_error_is_a_value_error_that_one_argument_rebuilds():
     assert isinstance(err, ValueError) and err.reason == "it is bad"
     rebuilt = type(err)(str(err))  # how DataLoader workers re-raise an error in the main process
     assert str(rebuilt) == str(err) and rebuilt.reason == str(err)
+

@@ -302,6 +302,67 @@ def test_cli_json_and_no_images(tmp_path, capsys, cli_main):
     assert json.loads(capsys.readouterr().out)["summary"]["per_grade"]["1"] == 2
 
 
+# ---- lenient numbers and runaway quotes ------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["0_7", "٧", "3_0", "7.0", "", "1e1", "0x3", "²"])
+def test_grades_are_ascii_digits_only(tmp_path, text):
+    root = make(tmp_path / "d", [row("a.png", text)])
+    expected = "grade is blank" if text == "" else f"grade '{text}' is not an integer (write it in the digits 0-9)"
+    assert only(root) == (2, expected)
+
+
+@pytest.mark.parametrize("text", ["0_2", "٢", "1_0"])
+def test_sublabels_and_grade_bounds_are_ascii_digits_only(tmp_path, text):
+    root = make(tmp_path / "d", [row("a.png", "1", (text, "2", "3", "1", "1", "1"), lo=text if text == "1_0" else "")])
+    found = problems(root)
+    assert (2, f"central_involvement: '{text}' is not an integer") in found
+    if text == "1_0":
+        assert (2, "grade_min '1_0' is not an integer (write it in the digits 0-9)") in found
+
+
+def test_signs_and_surrounding_spaces_still_read(tmp_path):
+    root = make(tmp_path / "d", [row("a.png", " 3 "), row("b.png", "-1")])
+    assert problems(root) == [(3, "grade -1 is outside 0-7")]
+
+
+def test_an_unterminated_quote_is_reported_where_it_opened(tmp_path):
+    root = make(tmp_path / "d", [row("a.png", "1"), row('"b.png', "2"), row("c.png", "3"), row("d.png", "4")])
+    assert problems(root) == [(3, "a quote opens a cell on this line and is never closed, so lines 3-5 were read "
+                                  "as one cell; close the quote or remove it")]
+
+
+def test_a_quote_closed_lines_later_is_reported_and_the_other_rows_still_checked(tmp_path):
+    rows = [row("a.png", "1"), row("b.png", '"2'), row("c.png", "3"), row('d.png"', "4"), row("a.png", "9")]
+    found = problems(make(tmp_path / "d", rows))
+    assert found[0] == (3, "a quoted cell opens on this line and runs on to line 5; cells in labels.csv hold no "
+                           "line breaks, so a quote is probably not closed")
+    assert (6, "grade 9 is outside 0-7") in found  # the rows after the runaway cell are still checked
+
+
+def test_quoted_cells_on_one_line_are_fine(tmp_path):
+    root = make(tmp_path / "d", [row('"a.png"', '"1"'), row('"b ""x"".png"', "2")], images=("a.png", 'b "x".png'))
+    assert problems(root) == []
+
+
+def test_schema_json_bounds_must_be_whole_numbers(tmp_path):
+    from engine.schema import SchemaError
+
+    with pytest.raises(SchemaError, match=r"sub-label #1: maximum must be a whole number, not '0_7'"):
+        Schema.from_dict({"sublabels": [{"name": "a", "maximum": "0_7"}]})
+    with pytest.raises(SchemaError, match=r"sub-label #1: maximum must be a whole number, not 2.9"):
+        Schema.from_dict({"sublabels": [{"name": "a", "maximum": 2.9}]})
+
+
+def test_quote_lines_are_counted_alike_in_crlf_files():
+    from engine.data.csvscan import quoted_line_breaks
+
+    text = 'image,grade\r\n"a.png",1\r\nb.png,"2\r\nc.png,3\r\n"d.png,4\r\n'  # the quote on line 5 closes it
+    assert quoted_line_breaks(text) == [(3, 5)]
+    assert quoted_line_breaks('image,grade\r\na.png,1\r\n"b.png,2\r\nc.png,3\r\n') == [(3, None)]
+    assert quoted_line_breaks("image,grade\na.png,1\n") == []
+
+
 def test_lens_circle_columns_are_read_all_or_none(tmp_path):
     header = ",".join(["image", "grade", *SUBS, "lens_cx", "lens_cy", "lens_r"])
     subs = ",".join(("1", "2", "3", "1", "1", "1"))
@@ -312,3 +373,11 @@ def test_lens_circle_columns_are_read_all_or_none(tmp_path):
     found = problems(bad, check_images=False)
     assert [line for line, _ in found] == [2, 3, 4]
     assert "all of lens_cx" in found[0][1] and "not a number" in found[1][1] and "radius above 0" in found[2][1]
+
+
+@pytest.mark.parametrize("text", ["1_0", "٧", "nan", "inf", "0x10"])
+def test_lens_circle_cells_are_ascii_decimals_only(tmp_path, text):
+    header = ",".join(["image", "grade", *SUBS, "lens_cx", "lens_cy", "lens_r"])
+    subs = ",".join(("1", "2", "3", "1", "1", "1"))
+    root = make(tmp_path / "d", [f"a.png,1,{subs},8,{text},6", f"b.png,1,{subs},8,.5e1,6.25"], header=header)
+    assert problems(root, check_images=False) == [(2, f"lens circle 8, {text}, 6 holds a cell that is not a number")]

@@ -8,6 +8,7 @@ from engine.progress import (
     DoneEvent,
     EpochEvent,
     ErrorEvent,
+    ImagesEvent,
     StartEvent,
     parse_event,
     parse_line,
@@ -24,11 +25,12 @@ def test_the_wire_format_keeps_its_keys_in_order():
     assert list(epoch.to_dict()) == ["event", "epoch", "epochs", "train_loss", "val_loss", "val_acc", "val_qwk",
                                      "val_mae", "lr", "seconds", "images_per_s", "best_epoch"]
     assert json.loads(ErrorEvent(message="no labels").to_json()) == {"event": "error", "message": "no labels"}
-    assert set(EVENT_TYPES) == {"start", "batch", "epoch", "done", "error"}
+    assert set(EVENT_TYPES) == {"start", "images", "batch", "epoch", "done", "error"}
 
 
 def test_every_event_round_trips_through_a_json_line():
-    events = [StartEvent(job="teacher", epochs=2), BatchEvent(epoch=1, step=3, steps=9, loss=0.5),
+    events = [StartEvent(job="teacher", epochs=2), ImagesEvent(checked=3, total=9, unreadable=1),
+              BatchEvent(epoch=1, step=3, steps=9, loss=0.5),
               EpochEvent(epoch=2, train_loss=1.0, val_loss=0.9, val_acc=0.5, val_qwk=0.4, val_mae=0.8),
               DoneEvent(bundle="/b", model_id="abc", best_epoch=2, metrics={"val": {"qwk": 0.7}}), ErrorEvent(message="x")]
     for event in events:

@@ -83,7 +83,10 @@ def _show(store, args: argparse.Namespace) -> int:
             print(f"{role:8s} {text}")
         return 0
     resolved = {p.resolve() for p in active.values()}
-    rows = [_card_row(p, c, p.resolve() in resolved) for p, c in store.list_bundles()]
+    skipped: list[str] = []
+    rows = [_card_row(p, c, p.resolve() in resolved) for p, c in store.list_bundles(skipped)]
+    for problem in skipped:
+        print(f"warning: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps({"store": str(store.root), "bundles": rows}))
         return 0

@@ -20,7 +20,7 @@ from engine.data.transforms import (
     train_transform,
     working_size,
 )
-from engine.io import read_image
+from engine.io import min_side_for, read_image_reduced
 from engine.schema import Schema
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GradingDataset", "preprocess_eval", "split_records"]
@@ -135,7 +135,8 @@ class GradingDataset(Dataset):
         cached = self._images.get(index)
         if cached is not None:
             return cached
-        square = center_square(read_image(self.records[index].image), self._work)
+        # A large photo decodes at a reduced scale (inside libjpeg for JPEG), as the grader decodes it.
+        square = center_square(read_image_reduced(self.records[index].image, min_side_for(self.image_size)).rgb, self._work)
         if self.cache:
             self._images[index] = square
         return square

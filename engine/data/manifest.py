@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from engine.data.csvscan import quoted_line_breaks
 from engine.errors import EngineError
-from engine.io import SUPPORTED_EXTENSIONS, ImageReadError, read_image
-from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaError
+from engine.io import REDUCED_MIN_SIDE, SUPPORTED_EXTENSIONS, ImageReadError, read_image_reduced
+from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaError, strict_float, strict_int
 
 LABELS_FILE = "labels.csv"
 SCHEMA_FILE = "schema.json"
@@ -147,7 +148,7 @@ def validate_dataset(
     if rows is not None and _check_header(rows[0], used, problems):
         records = _check_rows(root.resolve(), rows, used, problems)
         if check_images:
-            records = _check_images(records, problems, progress)
+            records = check_image_files(records, problems, progress)
     problems.sort(key=lambda p: (p.file != SCHEMA_FILE, p.line))
     digest = hashlib.sha256(data).hexdigest()
     return ValidationReport(problems, records, used, summarize(records, used), digest)
@@ -203,19 +204,30 @@ def _read_rows(data: bytes, problems: list[Problem]) -> list[tuple[int, list[str
     except UnicodeDecodeError as e:
         problems.append(Problem(0, f"{LABELS_FILE} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8 CSV"))
         return None
+    last = text.count("\n") + (not text.endswith("\n"))
+    for opened, closed in quoted_line_breaks(text):  # reported where the quote opened, not where csv noticed
+        if closed is None:
+            problems.append(Problem(opened, f"a quote opens a cell on this line and is never closed, so lines "
+                                            f"{opened}-{last} were read as one cell; close the quote or remove it"))
+        else:
+            problems.append(Problem(opened, f"a quoted cell opens on this line and runs on to line {closed}; cells "
+                                            f"in {LABELS_FILE} hold no line breaks, so a quote is probably not closed"))
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
     end = 0
     try:
         for cells in reader:
             start, end = end + 1, reader.line_num
+            if any("\n" in c or "\r" in c for c in cells):
+                continue  # the row of such a cell is reported above
             if any(c.strip() for c in cells):
                 rows.append((start, cells))
     except csv.Error as e:
         problems.append(Problem(end + 1, f"not valid CSV ({e})"))
         return None
     if not rows:
-        problems.append(Problem(0, f"{LABELS_FILE} is empty"))
+        if not problems:
+            problems.append(Problem(0, f"{LABELS_FILE} is empty"))
         return None
     if len(rows) == 1:
         problems.append(Problem(0, f"{LABELS_FILE} has a header but no rows"))
@@ -332,9 +344,9 @@ def _int_cell(text: str, what: str, lo: int, hi: int, messages: list[str], requi
             messages.append(f"{what} is blank")
         return None
     try:
-        value = int(text)
+        value = strict_int(text)
     except ValueError:
-        messages.append(f"{what} '{text}' is not an integer")
+        messages.append(f"{what} '{text}' is not an integer (write it in the digits 0-9)")
         return None
     if not lo <= value <= hi:
         messages.append(f"{what} {value} is outside {lo}-{hi}")
@@ -351,7 +363,7 @@ def _lens_cells(values: dict[str, str], messages: list[str]) -> tuple[float, flo
         messages.append(f"give all of {', '.join(LENS_COLUMNS)} or none of them")
         return None
     try:
-        cx, cy, r = (float(c) for c in cells)
+        cx, cy, r = (strict_float(c) for c in cells)
     except ValueError:
         messages.append(f"lens circle {', '.join(cells)} holds a cell that is not a number")
         return None
@@ -384,12 +396,15 @@ def _check_splits(records: list[Record], has_split: bool, problems: list[Problem
                                           "rows set it; fill it on every row or on none"))
 
 
-def _check_images(records: list[Record], problems: list[Problem], progress: Progress | None) -> list[Record]:
-    """Decode every image (threads: OpenCV releases the GIL); keep the records whose image reads."""
+def check_image_files(records: list[Record], problems: list[Problem], progress: Progress | None) -> list[Record]:
+    """Decode every image (threads: OpenCV releases the GIL); keep the records whose image reads.
+
+    Large photographs decode at the reduced scale training uses; that still reads every byte of the file.
+    """
 
     def check(r: Record) -> str | None:
         try:
-            read_image(r.image)
+            read_image_reduced(r.image, REDUCED_MIN_SIDE)
         except ImageReadError as e:
             return e.reason
         return None
