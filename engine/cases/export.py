@@ -60,12 +60,16 @@ class ExportResult:
     replaced: tuple[int, ...] = ()  # cases whose photograph was already in the earlier dataset (their row replaced)
 
 
-def active_model_trained_at(store_root: str | Path | None = None, role: str = "student") -> str:
-    """When the active model was trained (its card's date): where "cases reviewed since" starts."""
+def active_model_trained_at(store_root: str | Path | None = None, role: str = "student",
+                            bundle: str | Path | None = None) -> str:
+    """When the active model was trained (its card's date): where "cases reviewed since" starts.
+
+    `bundle` names the model in use when it is not the store's active one (the app's --model).
+    """
     from engine.bundle import read_card
     from engine.model_store import ModelStore, default_store_root
 
-    path = ModelStore(store_root or default_store_root()).active(role)
+    path = Path(bundle) if bundle is not None else ModelStore(store_root or default_store_root()).active(role)
     try:
         return read_card(path).created
     except ValueError as e:
