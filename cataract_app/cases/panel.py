@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from cataract_app.cases import jobs
 from cataract_app.cases.detail import CaseDetail
-from cataract_app.cases.table_model import COLUMNS, ID_ROLE, THUMB_COLUMN, CaseTableModel
+from cataract_app.cases.table_model import COLUMNS, ID_ROLE, PAGE_SIZE, THUMB_COLUMN, CaseTableModel
 from cataract_app.cases.thumbnails import Thumbnails
 from engine.cases import CaseFilter
 
@@ -48,11 +48,11 @@ class CasesPanel(QWidget):
     selection_changed = Signal(list)  # the selected case ids
     next_requested = Signal()
 
-    def __init__(self, read: Callable, parent=None) -> None:
+    def __init__(self, read: Callable, parent=None, page_size: int = PAGE_SIZE) -> None:
         super().__init__(parent)
         self._read = read
         self.thumbnails = Thumbnails(40, parent=self)
-        self.model = CaseTableModel(read, self.thumbnails, parent=self)
+        self.model = CaseTableModel(read, self.thumbnails, page_size=page_size, parent=self)
         self._build()
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
