@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         self.view.set_overlay_opacity(bar.opacity.value() / 100.0)
         self.form.grade_requested.connect(self.grade_with_sublabels)
         self.form.edited.connect(lambda: s.enter_sublabels(self.form.confirmed_values()))
+        s.sublabels_restored.connect(self.form.set_values)
         self.cases.connect(s, [self.view, self.grade_panel], self.status, self.tabs)
 
     # ---- opening images ----------------------------------------------------------------------------

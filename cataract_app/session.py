@@ -92,6 +92,7 @@ class GradingSession:
         self.case_check: FileCheck | None = None  # set when a case was opened from the log: is its file intact?
         self.recording = False  # answers for the image on screen go to the case log
         self.walk_skip: set[int] = set()  # open cases passed over by Next in this walk
+        self._restored = False  # the case's entered sub-labels were put back for this image
         self.path: str | None = None
         self.image: np.ndarray | None = None
         self.summary: ModelSummary | None = None
@@ -113,6 +114,7 @@ class GradingSession:
         self.models_changed = Notice()  # (ModelSummary or None): models loaded (None: loading or failed)
         self.case_changed = Notice()  # (Case or None, FileCheck or None): the case of the image on screen
         self.case_failed = Notice()  # (message): the case log refused or could not do something
+        self.sublabels_restored = Notice()  # (values): the case's entered sub-labels, back in the form
 
     # ---- images ----------------------------------------------------------------------------------
     def open(self, path: str | Path, record: bool = True) -> None:
@@ -121,7 +123,7 @@ class GradingSession:
         self.path = str(path)
         self.student = self.teacher = self.cam_result = None
         self.sublabels, self.teacher_stale = {}, False
-        self.case, self.case_check = None, None
+        self.case, self.case_check, self._restored = None, None, False
         self.recording = record and self._cases is not None
         self.opening.emit(self.path)
         self.case_changed.emit(None, None)
@@ -218,6 +220,8 @@ class GradingSession:
         self.answered.emit(kind, result)  # last: everything about it is on screen when observers hear of it
         if self.recording:
             self._cases.record(self.path, result, result.sublabels_used if kind == TEACHER else None)
+        if kind == STUDENT:
+            self._restore_sublabels()
 
     def reject(self, request: GradeRequest, message: str) -> None:
         self._fail(message, keep_result=request.role == TEACHER)
@@ -304,6 +308,25 @@ class GradingSession:
     def _show_case(self, case: Case) -> None:
         self.case = case
         self.case_changed.emit(case, self.case_check)
+        self._restore_sublabels()
+
+    def _restore_sublabels(self) -> None:
+        """A case with entered sub-labels gets them back in the form, and the teacher's answer beside the student's.
+
+        Once per image, after the student answered (the form is blank for a new image until then).
+        """
+        case = self.case
+        if (self._restored or case is None or not case.sublabels or self.student is None or self.image is None
+                or self.summary is None or not self.summary.has_teacher):
+            return
+        values = {n: case.sublabels.get(n) for n in self.summary.schema.names}
+        if all(v is None for v in values.values()):
+            return
+        self._restored = True
+        if self.teacher is not None or any(v is not None for v in self.sublabels.values()):
+            return  # the clinician entered sub-labels for this image already: theirs stand
+        self.sublabels_restored.emit(values)
+        self.grade_with_sublabels(values)
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _update_stale(self) -> None:

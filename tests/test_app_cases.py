@@ -198,7 +198,7 @@ def test_opening_a_case_shows_its_answers_and_warns_when_its_file_changed_or_mov
     idle(qtbot, window)
     box = window.cases.review_box
     assert window.session.case.id == ids[0] and window.view.has_image() and box.warning.isHidden()
-    assert "stu (image only): <b>grade 0</b>" in box.answers.text() and "tiny-student" in box.answers.text()
+    assert "stu (image only): <b>grade&nbsp;0</b>" in box.answers.text() and "tiny-student" in box.answers.text()
 
     write_image(tmp_path / "old1.png", seed=999)  # edited since it was graded
     window.cases.open_case(ids[1])

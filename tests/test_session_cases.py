@@ -178,3 +178,39 @@ def test_without_a_case_log_nothing_is_asked_of_one():
     s.open("/eyes/a.png")
     s.image_read("/eyes/a.png", IMAGE)
     assert not s.recording and not s.review_next() and not s.agree()
+
+
+def test_a_case_with_entered_sublabels_gets_them_back_and_the_teachers_answer(session, log, tmp_path):
+    path = str(write_image(tmp_path / "a.png"))
+    entered = {"central_involvement": 2, "morphology": 1}
+    case = log.record(result(path), sublabels=entered)
+    restored = []
+    session.sublabels_restored.connect(restored.append)
+    session.open_case(case, OK)
+    session.image_read(path, IMAGE)
+    assert restored == []  # not before the student answered: the form is blank for a new image until then
+    student = session._backend.requests[-1]
+    session.accept(student, answer(student))
+    full = {n: entered.get(n) for n in DEFAULT_SCHEMA.names}
+    assert restored == [full]
+    teacher = session._backend.requests[-1]
+    assert teacher.role == "teacher" and dict(teacher.sublabels) == full
+    session.accept(teacher, answer(teacher, 5))
+    session.case_saved(path, log.get(case.id))
+    assert len(restored) == 1 and len(session._backend.requests) == 2
+
+
+def test_sublabels_the_clinician_just_entered_are_not_restored_over(session, log, tmp_path):
+    path = str(write_image(tmp_path / "a.png"))
+    restored = []
+    session.sublabels_restored.connect(restored.append)
+    session.open(path)
+    session.image_read(path, IMAGE)
+    student = session._backend.requests[-1]
+    session.accept(student, answer(student))
+    session.case_found(path, log.record(result(path)))
+    session.grade_with_sublabels({"central_involvement": 1})
+    teacher = session._backend.requests[-1]
+    session.accept(teacher, answer(teacher))
+    session.case_saved(path, log.set_sublabels(session.case.id, {"central_involvement": 1}))
+    assert restored == [] and len(session._backend.requests) == 2

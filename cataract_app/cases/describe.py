@@ -44,7 +44,7 @@ def answers_html(case: Case, limit: int | None = None) -> str:
         role = ROLE_WORDS.get(a.role, a.role)
         changed = " \u00b7 <i>earlier file</i>" if a.image_sha256 != case.image_sha256 else ""
         lines.append(f"{html.escape(local_time(a.created_at))} \u00b7 {html.escape(a.model_name)} ({role}): "
-                     f"<b>grade {a.grade}</b>, {a.confidence * 100:.0f} %{changed}")
+                     f"<b>grade&nbsp;{a.grade}</b>,&nbsp;{a.confidence * 100:.0f}&nbsp;%{changed}")
     if limit is not None and len(answers) > limit:
         lines.append(f"\u2026 and {len(answers) - limit} earlier")
     return "<br>".join(lines) if lines else "No model answer yet."

@@ -250,6 +250,7 @@ class CasesPanel(QWidget):
 
 def _labelled(text: str, widget: QWidget) -> QWidget:
     box = QWidget()
+    box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
     row = QHBoxLayout(box)
     row.setContentsMargins(6, 0, 6, 0)
     row.addWidget(QLabel(text))

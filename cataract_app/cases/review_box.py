@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cataract_app import theme
 from cataract_app.cases.describe import answers_html, check_html, status_html
 from engine.cases import OPEN, Case, FileCheck
 from engine.schema import GRADES
@@ -66,6 +67,8 @@ class ReviewBox(QGroupBox):
             self.correct_buttons.addButton(button, g)
             grades.addWidget(button)
         self.correct_buttons.setExclusive(False)
+        self.setStyleSheet(f"QToolButton {{ padding: 3px; }} QToolButton:checked {{ background: {theme.ACCENT_SOFT}; "
+                           f"border: 1px solid {theme.ACCENT}; border-radius: 3px; font-weight: 700; }}")
         self.note = QLineEdit()
         self.note.setPlaceholderText("Note (optional), kept with the review")
         self.patient = QLineEdit()
