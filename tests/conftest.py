@@ -61,3 +61,10 @@ def teachers(tiny_dataset, tmp_path_factory):
                  "--token-layout", "zones", *FAST]) == 0
     assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "img"), "--fusion", "none", *FAST]) == 0
     return root / "co", root / "img"
+
+
+@pytest.fixture(autouse=True)
+def _own_case_log(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty default case log: windows record every grade, and a case found
+    again would bring back what an earlier test entered."""
+    monkeypatch.setenv("CATARACT_GRADER_CASES_DB", str(tmp_path_factory.mktemp("case-log") / "cases.sqlite3"))

@@ -230,3 +230,25 @@ def test_the_cases_tab_lists_the_graded_images_and_opens_one(qtbot, window, phot
     panel.table.activated.emit(panel.model.index(1, 0))
     qtbot.waitUntil(lambda: window.tabs.currentIndex() == 0 and window.path == str(photos[0]), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.session.case is not None and window.session.case.id == cases[0].id, timeout=WAIT_MS)
+
+
+def test_a_case_log_from_a_newer_version_is_refused_with_a_sentence_and_grading_goes_on(qtbot, tiny_bundles,
+                                                                                        tmp_path, photos):
+    db = tmp_path / "newer.sqlite3"
+    with CaseLog.open(db) as log:
+        log._conn.execute("PRAGMA user_version = 99")
+    before = db.read_bytes()
+    student, teacher = tiny_bundles
+    w = MainWindow(LoadOptions(str(student), str(teacher), "cpu"),
+                   QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), cases_db=db)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.summary is not None and w.cases.service.error is not None, timeout=WAIT_MS)
+    w.open_path(photos[0])
+    qtbot.waitUntil(lambda: w.student is not None, timeout=WAIT_MS)
+    idle(qtbot, w)
+    assert "written by a newer Cataract Grader" in w.cases.review_box.status.text()
+    assert w.session.case is None and not w.cases.agree()
+    assert "cannot be used" in w.cases.panel.count.text()
+    w.close()
+    assert db.read_bytes() == before  # left as it was

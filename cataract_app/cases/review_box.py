@@ -131,7 +131,8 @@ class ReviewBox(QGroupBox):
             if self._unavailable:
                 text = f"Cases are not recorded: {self._unavailable}"
             else:
-                text = "The graded image is recorded as a case." if recording else "No case yet."
+                text = ("Once graded, the image is kept as a case." if recording
+                        else "This image is not recorded as a case.")
             self.status.setText(text)
             self.answers.setText("")
         else:
