@@ -300,3 +300,15 @@ def test_cli_json_and_no_images(tmp_path, capsys, cli_main):
                                    "message": "image 'b.png': it is not an image (its content is not JPEG, PNG, TIFF or BMP)"}]
     assert cli_main(["validate", str(root), "--json", "--no-images"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["per_grade"]["1"] == 2
+
+
+def test_lens_circle_columns_are_read_all_or_none(tmp_path):
+    header = ",".join(["image", "grade", *SUBS, "lens_cx", "lens_cy", "lens_r"])
+    subs = ",".join(("1", "2", "3", "1", "1", "1"))
+    good = make(tmp_path / "good", [f"a.png,1,{subs},8,7.5,6.25", f"b.png,1,{subs},,,"], header=header)
+    recs = load_dataset(good).records
+    assert recs[0].lens == (8.0, 7.5, 6.25) and recs[1].lens is None
+    bad = make(tmp_path / "bad", [f"a.png,1,{subs},8,,6", f"b.png,1,{subs},8,x,6", f"c.png,1,{subs},8,7,0"], header=header)
+    found = problems(bad, check_images=False)
+    assert [line for line, _ in found] == [2, 3, 4]
+    assert "all of lens_cx" in found[0][1] and "not a number" in found[1][1] and "radius above 0" in found[2][1]

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.data.manifest import load_dataset, validate_dataset
 from engine.schema import DEFAULT_SCHEMA, Schema
+from engine.synth.framing import KINDS
+from engine.synth.render import draw_session
 from engine.synth.sheet import (
     Spoke,
     SynthError,
@@ -20,6 +23,7 @@ from engine.synth.sheet import (
     render_sample,
     write_dataset,
 )
+from engine.synth.writer import mask_paths
 
 NAMES = DEFAULT_SCHEMA.names
 
@@ -173,7 +177,7 @@ def test_write_dataset_writes_images_labels_and_schema(tmp_path):
     rows = _read_rows(out)
     with open(out / "labels.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == ["image", "grade", *NAMES, "patient_id", "eye"]
+    assert header == ["image", "grade", *NAMES, "patient_id", "eye", "lens_cx", "lens_cy", "lens_r"]
     assert [r["image"] for r in rows] == [
         f"images/p000{p}_{e}.jpg" for p, e in itertools.product((1, 2, 3), ("OD", "OS"))
     ][:5]
@@ -221,3 +225,64 @@ def test_cli_writes_a_dataset_and_refuses_bad_requests(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["synth", str(tmp_path / "other"), "--n", "many"])
     assert e.value.code == 2
+
+
+def test_centred_framing_keeps_the_classic_draws_and_other_kinds_move_the_lens():
+    classic = render_sample(np.random.default_rng(21), 96, target_grade=3)
+    named = render_sample(np.random.default_rng(21), 96, target_grade=3, framing="centred")
+    assert np.array_equal(classic.image, named.image) and classic.framing == "centred"
+    for kind in KINDS:
+        for i in range(6):
+            s = render_sample(np.random.default_rng([22, i]), 128, framing=kind)
+            cx, cy, r = s.circle
+            assert s.framing == kind and r <= cx <= 127 - r and r <= cy <= 127 - r  # the whole disc is in the frame
+            assert s.true_grade == grade_from_measurements(s.true_sublabels, s.area_fraction)
+            if kind == "zoomed_out":
+                assert 0.075 * 128 <= r <= 0.2 * 128
+            if kind == "close_up":
+                assert r >= 0.4 * 128
+            if kind == "off_centre":
+                assert max(abs(cx - 64), abs(cy - 64)) >= 0.45 * (64 - r - 2) - 1
+    kinds = {render_sample(np.random.default_rng([23, i]), 48, framing="varied").framing for i in range(60)}
+    assert kinds == set(KINDS)
+    with pytest.raises(SynthError, match="framing"):
+        render_sample(np.random.default_rng(1), 64, framing="sideways")
+
+
+def test_a_lowered_lid_hides_the_top_of_the_disc_and_the_lens_mask_says_so():
+    s = render_sample(np.random.default_rng(31), 128, framing="lid")
+    cx, cy, r = (int(round(v)) for v in s.circle)
+    lens = s.lens_mask()
+    assert set(np.unique(lens)) == {0, 128, 255}
+    assert lens[cy, cx] == 255 and lens[max(cy - r + 2, 0), cx] == 128  # the top of the disc is under the lid
+    assert lens[cy, min(cx + r + 3, 127)] == 0
+    assert s.image[max(cy - r + 2, 0), cx, 0] < 0.6 * s.image[cy + r // 2, cx, 0]  # skin is darker than the reflex
+
+
+def test_labels_carry_the_true_circle_and_masks_sit_beside_the_images(tmp_path):
+    out = write_dataset(tmp_path / "ds", n=4, seed=3, image_size=64, framing="varied", masks=True)
+    assert validate_dataset(out).ok
+    records = load_dataset(out).records
+    for r, rec in zip(_read_rows(out), records):
+        i = records.index(rec)
+        s = render_sample_for(3, i, 64, "varied")
+        assert (float(r["lens_cx"]), float(r["lens_cy"])) == s.pupil_center
+        assert float(r["lens_r"]) == pytest.approx(s.pupil_radius, abs=0.005)
+        assert rec.lens == pytest.approx(s.circle, abs=0.005)
+        opacity_path, lens_path = mask_paths(r["image"])
+        opacity = cv2.imread(str(out / opacity_path), cv2.IMREAD_UNCHANGED)
+        lens = cv2.imread(str(out / lens_path), cv2.IMREAD_UNCHANGED)
+        assert opacity.shape == lens.shape == (64, 64) and opacity.dtype == np.uint8
+        assert np.abs(opacity / 255.0 - s.opacity_mask).max() <= 0.5 / 255 + 1e-6
+        assert np.array_equal(lens, s.lens_mask())
+    write_dataset(out, n=2, seed=3, image_size=64, overwrite=True)
+    assert not any((out / "masks").iterdir())  # old masks of ours do not linger
+    assert main(["synth", str(tmp_path / "cli"), "--n", "2", "--image-size", "32", "--masks", "--framing", "lid"]) == 0
+    assert len(list((tmp_path / "cli" / "masks").iterdir())) == 4
+    assert main(["synth", str(tmp_path / "bad"), "--framing", "sideways"]) == 2
+
+
+def render_sample_for(seed: int, index: int, size: int, framing: str):
+    """What write_dataset draws for sample `index` (same seeds), to compare files against."""
+    session = draw_session(np.random.default_rng([seed, index // 2 + 1, 1]))
+    return render_sample(np.random.default_rng([seed, index, 0]), size, session=session, framing=framing)

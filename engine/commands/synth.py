@@ -1,6 +1,8 @@
 """Write a synthetic retro-illumination dataset: OUT/images/*.jpg, OUT/labels.csv, OUT/schema.json.
 
 Two eyes (OD, OS) per patient; the same seed always gives the same images and labels.
+labels.csv carries the true lens circle (lens_cx, lens_cy, lens_r); --masks also writes
+OUT/masks/<stem>_opacity.png and <stem>_lens.png for every image.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--balanced", action="store_true", help="draw each grade 0-7 equally often")
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
+    parser.add_argument(
+        "--framing",
+        default="centred",
+        metavar="KIND",
+        help="how shots frame the lens: centred (default), varied (a mix), or one of off_centre, zoomed_out, "
+        "small_pupil, close_up, lid",
+    )
+    parser.add_argument(
+        "--masks",
+        action="store_true",
+        help="also write each image's true opacity mask and lens mask under OUT/masks/",
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -38,6 +52,10 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--label-noise is a probability from 0 to 1, not {args.label_noise}")
     if args.seed < 0:
         raise CommandError(f"--seed must be 0 or more, not {args.seed}")
+    from engine.synth.framing import FRAMINGS
+
+    if args.framing not in FRAMINGS:
+        raise CommandError(f"--framing must be one of {', '.join(FRAMINGS)}, not {args.framing!r}")
     if not 1 <= args.workers <= 256:
         raise CommandError(f"--workers must be from 1 to 256, not {args.workers}")
     if args.out.exists() and not args.out.is_dir():
@@ -66,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             args.balanced,
             args.workers,
             overwrite=args.overwrite,
+            framing=args.framing,
+            masks=args.masks,
         )
     except (SynthError, OSError) as e:
         raise CommandError(f"could not write the dataset: {e}") from None

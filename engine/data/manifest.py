@@ -2,7 +2,8 @@
 
 labels.csv columns: `image` (path relative to the folder), `grade` (0-7), one column per
 sub-label of the schema (blank = unknown), and optionally `patient_id`, `eye`, `split`
-(train/val/test), `grade_min`, `grade_max`. Line numbers count the header as line 1.
+(train/val/test), `grade_min`, `grade_max`, and the lens circle `lens_cx`, `lens_cy`,
+`lens_r` (pixels of the image; all three or none). Line numbers count the header as line 1.
 Every problem is collected before anything is raised, so one run lists them all.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +27,8 @@ from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaErro
 LABELS_FILE = "labels.csv"
 SCHEMA_FILE = "schema.json"
 REQUIRED_COLUMNS = ("image", "grade")
-OPTIONAL_COLUMNS = ("patient_id", "eye", "split", "grade_min", "grade_max")
+LENS_COLUMNS = ("lens_cx", "lens_cy", "lens_r")
+OPTIONAL_COLUMNS = ("patient_id", "eye", "split", "grade_min", "grade_max", *LENS_COLUMNS)
 SPLITS = ("train", "val", "test")
 Progress = Callable[[int, int], None]
 
@@ -44,6 +47,7 @@ class Record:
     grade_min: int | None = None
     grade_max: int | None = None
     line: int = 0
+    lens: tuple[float, float, float] | None = None  # (cx, cy, r) px, where the CSV gives it
 
 
 @dataclass
@@ -291,6 +295,7 @@ def _parse_row(root: Path, line: int, values: dict[str, str], schema: Schema) ->
         messages.append(f"grade {grade} is below grade_min {lo}")
     elif grade is not None and hi is not None and grade > hi:
         messages.append(f"grade {grade} is above grade_max {hi}")
+    lens = _lens_cells(values, messages)
     split = values.get("split", "").lower() or None
     if split is not None and split not in SPLITS:
         messages.append(f"split '{values['split']}' is not one of {', '.join(SPLITS)}")
@@ -301,7 +306,7 @@ def _parse_row(root: Path, line: int, values: dict[str, str], schema: Schema) ->
     record = Record(
         image=root / rel, rel_path=rel, grade=grade if grade is not None else 0, sublabels=tuple(subs),
         patient_id=values.get("patient_id") or None, eye=values.get("eye") or None, split=split,
-        grade_min=lo, grade_max=hi, line=line,
+        grade_min=lo, grade_max=hi, line=line, lens=lens,
     )
     return record, messages
 
@@ -335,6 +340,25 @@ def _int_cell(text: str, what: str, lo: int, hi: int, messages: list[str], requi
         messages.append(f"{what} {value} is outside {lo}-{hi}")
         return None
     return value
+
+
+def _lens_cells(values: dict[str, str], messages: list[str]) -> tuple[float, float, float] | None:
+    """The lens circle of a row: None when all three cells are blank or absent."""
+    cells = [values.get(c, "") for c in LENS_COLUMNS]
+    if not any(cells):
+        return None
+    if not all(cells):
+        messages.append(f"give all of {', '.join(LENS_COLUMNS)} or none of them")
+        return None
+    try:
+        cx, cy, r = (float(c) for c in cells)
+    except ValueError:
+        messages.append(f"lens circle {', '.join(cells)} holds a cell that is not a number")
+        return None
+    if not all(math.isfinite(v) for v in (cx, cy, r)) or r <= 0:
+        messages.append(f"lens circle {', '.join(cells)} needs finite numbers and a radius above 0")
+        return None
+    return cx, cy, r
 
 
 def _check_file(path: Path, rel: str, messages: list[str]) -> None:

@@ -13,6 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from engine.synth.framing import Framing
 from engine.synth.geometry import polar_frame, pupil_window
 
 
@@ -104,13 +105,20 @@ def _half_grid(size: int) -> np.ndarray:
     return (np.arange(q, dtype=np.float32) + 0.5) * np.float32(size / q) - 0.5
 
 
-def _iris(rng: np.random.Generator, s: Session, size: int, cx: int, cy: int, radius: float) -> np.ndarray:
-    """Dark iris with radial fibres, a collarette and a pupil ruff, in a dim sclera-lid surround (drawn at half size)."""
+def _iris(
+    rng: np.random.Generator, s: Session, size: int, cx: int, cy: int, radius: float, outer_edge: float | None = None
+) -> np.ndarray:
+    """Dark iris with radial fibres, a collarette and a pupil ruff, in a dim sclera-lid surround (drawn at half size).
+
+    outer_edge: the iris's outer edge in pupil radii (drawn 1.7-2.3 when None).
+    """
     q = max(size // 2, 16)
     f = q / size
     r4, t2 = (_around(a, q, int(round(cx * f)), int(round(cy * f))) for a in _index_frame(q))
     rho = np.arange(int(r4.max()) + 1, dtype=np.float32) / np.float32(4 * radius * f)
     outer = rng.uniform(1.7, 2.3)
+    if outer_edge is not None:
+        outer = outer_edge
     ring = 1.0 + 0.35 * np.exp(-(((rho - 1.35) / 0.12) ** 2)) - 0.45 * np.exp(-(((rho - 1.03) / 0.05) ** 2))
     base = np.where(rho < outer, ring, 0.55 + 0.25 * np.exp(-(rho - outer))).astype(np.float32)
     amp = np.where(rho < outer, 0.45 * ring, 0.0).astype(np.float32)
@@ -120,13 +128,22 @@ def _iris(rng: np.random.Generator, s: Session, size: int, cx: int, cy: int, rad
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _lids(rng: np.random.Generator, img: np.ndarray, cx: int, cy: int, radius: float) -> None:
-    """Upper lid (and sometimes lower lid) with its shadow, and lashes, in place (smooth maps drawn at half size)."""
+def _lids(
+    rng: np.random.Generator, img: np.ndarray, cx: int, cy: int, radius: float, framing: Framing | None = None
+) -> np.ndarray:
+    """Upper lid (and sometimes lower lid) with its shadow, and lashes, in place (smooth maps drawn at half size).
+
+    Returns the lids' cover (0..1, 1 where skin hides what lies behind). A framing can
+    lower the upper lid into the disc or force a lower lid.
+    """
     size = img.shape[0]
     k = size / 256.0
     xs = np.arange(size, dtype=np.float32)
     curve = np.float32(rng.uniform(0.1, 0.35) / radius)
-    lift = np.float32(cy - radius * rng.uniform(0.75, 1.6))
+    drop = rng.uniform(0.75, 1.6)
+    if framing is not None and framing.lid_drop is not None:
+        drop = framing.lid_drop
+    lift = np.float32(cy - radius * drop)
     top = lift + curve * (xs - cx) ** 2
     skin = np.array([70, 44, 36], np.float32) * np.float32(rng.uniform(0.5, 1.2))
     rows = int(np.clip(top.max() + 1.1 * radius, 2, size))  # below this the shadow has faded
@@ -139,13 +156,21 @@ def _lids(rng: np.random.Generator, img: np.ndarray, cx: int, cy: int, radius: f
     band = img[:rows]
     band *= shadow
     band += lid * (skin - band)
-    if rng.uniform() < 0.5:
-        bottom = cy + radius * rng.uniform(1.2, 2.0) - 0.2 * (xs - cx) ** 2 / radius
+    cover = np.zeros((size, size), np.float32)
+    cover[:rows] = lid[..., 0]
+    forced = framing is not None and framing.lower_lid is not None
+    if rng.uniform() < 0.5 or forced:
+        depth = rng.uniform(1.2, 2.0)
+        if forced:
+            depth = framing.lower_lid
+        bottom = cy + radius * depth - 0.2 * (xs - cx) ** 2 / radius
         first = int(np.clip(bottom.min() - 6 * k, 0, size - 1))
         below = (xs[first:, None] - bottom[None, :]) / np.float32(3 * k)
         low = (1.0 / (1.0 + np.exp(np.clip(-below, -30, 30))))[..., None]
         img[first:] += low * (skin * np.float32(0.8) - img[first:])
+        np.maximum(cover[first:], low[..., 0], out=cover[first:])
     _lashes(rng, img, top, cx, radius)
+    return cover
 
 
 def _lashes(rng: np.random.Generator, img: np.ndarray, top: np.ndarray, cx: int, radius: float) -> None:
@@ -171,10 +196,10 @@ def _lashes(rng: np.random.Generator, img: np.ndarray, top: np.ndarray, cx: int,
     img[:rows] *= (1.0 - lash)[..., None]
 
 
-def _glare(rng: np.random.Generator, img: np.ndarray, cx: int, cy: int, radius: float) -> None:
-    """Purkinje images: small bright specular dots near the pupil centre, in place."""
+def _glare(rng: np.random.Generator, img: np.ndarray, cx: int, cy: int, radius: float, mag: float = 1.0) -> None:
+    """Purkinje images: small bright specular dots near the pupil centre, in place (sizes scale with `mag`)."""
     size = img.shape[0]
-    k = size / 256.0
+    k = size / 256.0 * mag
     ang = rng.uniform(0, 2 * np.pi)
     off = rng.uniform(0.0, 0.4) * radius
     spots = [(off, ang, rng.uniform(1.0, 2.5) * k, rng.uniform(150, 320))]  # P1, cornea
@@ -235,11 +260,21 @@ def _camera(rng: np.random.Generator, s: Session, img: np.ndarray) -> np.ndarray
 
 
 def render_image(
-    rng: np.random.Generator, session: Session, mask: np.ndarray, cx: int, cy: int, radius: float
-) -> np.ndarray:
-    """Photograph the opacity mask as a retro-illumination slit-lamp image (HxWx3 uint8 RGB)."""
+    rng: np.random.Generator,
+    session: Session,
+    mask: np.ndarray,
+    cx: int,
+    cy: int,
+    radius: float,
+    framing: Framing | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Photograph the opacity mask as a retro-illumination slit-lamp image (HxWx3 uint8 RGB).
+
+    Returns the image and the lids' cover (HxW float32, 1 where skin hides the scene).
+    A framing overrides the iris size, the lids and the glare's scale.
+    """
     size = mask.shape[0]
-    img = _iris(rng, session, size, cx, cy, radius)
+    img = _iris(rng, session, size, cx, cy, radius, framing.iris_outer if framing else None)
     reflex = _reflex(rng, session, size, cx, cy, radius)
     rows, cols = pupil_window(size, cx, cy, radius)
     dark = (np.float32(rng.uniform(0.82, 0.95)) * mask[rows, cols])[..., None]
@@ -249,6 +284,6 @@ def render_image(
     alpha = np.minimum(np.maximum((np.float32(radius + 0.8) - r) / np.float32(1.6), 0.0), 1.0)[..., None]
     win = img[rows, cols]
     win += alpha * (pupil - win)
-    _lids(rng, img, cx, cy, radius)
-    _glare(rng, img, cx, cy, radius)
-    return _camera(rng, session, img)
+    cover = _lids(rng, img, cx, cy, radius, framing)
+    _glare(rng, img, cx, cy, radius, framing.magnification if framing else 1.0)
+    return _camera(rng, session, img), cover

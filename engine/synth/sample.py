@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.schema import DEFAULT_SCHEMA, NUM_GRADES
+from engine.synth.framing import CENTRED, check_framing, draw_framing
 from engine.synth.geometry import PupilFrame, SynthError, as_spoke, draw_polar, grade_from_measurements
 from engine.synth.render import Session, draw_session, place_pupil, render_image
 from engine.synth.spokes import NATURAL_PRIOR, sample_spokes
@@ -32,6 +33,22 @@ class SynthSample:
     grade: int  # after label noise
     true_grade: int
     area_fraction: float  # share of the pupil holding opacity, noise-free
+    framing: str = CENTRED  # see synth.framing.KINDS
+    lid_cover: np.ndarray | None = None  # HxW uint8 0..255, where the lids hide the scene
+
+    @property
+    def circle(self) -> tuple[float, float, float]:
+        """The true lens disc (centre x, centre y, radius) in pixels of the image."""
+        return float(self.pupil_center[0]), float(self.pupil_center[1]), float(self.pupil_radius)
+
+    def lens_mask(self) -> np.ndarray:
+        """HxW uint8: 255 on the visible lens, 128 on lens hidden by a lid, 0 outside the disc."""
+        h, w = self.opacity_mask.shape
+        ys, xs = np.ogrid[0:h, 0:w]
+        cx, cy, r = self.circle
+        disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+        hidden = self.lid_cover >= 128 if self.lid_cover is not None else np.zeros((h, w), bool)
+        return np.where(disc, np.where(hidden, 128, 255), 0).astype(np.uint8)
 
 
 def _geometry(
@@ -79,6 +96,7 @@ def render_sample(
     label_noise: float = 0.0,
     spokes: list | None = None,
     session: Session | None = None,
+    framing: str = CENTRED,
 ) -> SynthSample:
     """Render one photograph.
 
@@ -88,16 +106,26 @@ def render_sample(
     those keys (degrees, 0 = 3 o'clock, 90 = 12 o'clock; half-width in degrees at the lens
     edge; reach 0..1 of the pupil radius from the edge inward; density 0..1); nuisances are
     still applied. session: camera look shared by a patient's eyes (drawn when None).
+    framing: how the shot frames the lens (synth.framing.FRAMINGS); "centred" draws the
+    classic framing exactly as before, "varied" one kind per photograph.
     """
     _check_request(image_size, target_grade, label_noise, spokes)
+    check_framing(framing)
     session = session or draw_session(rng)
-    cx, cy, radius = place_pupil(rng, image_size, session)
+    if framing == CENTRED:
+        shot = None
+        cx, cy, radius = place_pupil(rng, image_size, session)
+    else:
+        shot = draw_framing(rng, image_size, session.pupil_scale, framing)
+        cx, cy, radius = shot.cx, shot.cy, shot.radius
     frame = PupilFrame(image_size, cx, cy, radius)
     values, sub, area, grade = _geometry(rng, frame, target_grade, spokes)
     mask = frame.to_mask(values)
-    image = render_image(rng, session, mask, cx, cy, radius)
+    image, cover = render_image(rng, session, mask, cx, cy, radius, shot)
     noisy_sub, noisy_grade = _noisy(rng, sub, grade, label_noise)
-    return SynthSample(image, mask, (cx, cy), radius, noisy_sub, dict(sub), noisy_grade, grade, area)
+    lids = np.round(cover * 255.0).astype(np.uint8)
+    kind = shot.kind if shot else CENTRED
+    return SynthSample(image, mask, (cx, cy), radius, noisy_sub, dict(sub), noisy_grade, grade, area, kind, lids)
 
 
 def _check_request(image_size: int, target_grade: int | None, label_noise: float, spokes: list | None) -> None:
