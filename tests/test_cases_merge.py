@@ -126,3 +126,18 @@ def test_cli_export_add_to(log, tmp_path, capsys):
     assert "2 reviewed cases written" in out and f"with 5 rows of {earlier.resolve()}" in out
     assert "1 of its photographs were reviewed again" in out
     assert validate_dataset(tmp_path / "merged", check_images=True).ok
+
+
+def test_an_optional_column_of_the_earlier_dataset_is_kept_and_blank_for_the_cases(log, tmp_path):
+    earlier = _earlier(tmp_path, n=3)
+    rows = list(csv.reader(open(earlier / "labels.csv", newline="", encoding="utf-8")))
+    rows[0] += ["lens_cx", "lens_cy", "lens_r"]
+    for row in rows[1:]:
+        row += ["8", "8.5", "6"]
+    with open(earlier / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    case = _review(log, write_image(tmp_path / "n1.png", seed=1), 3)
+    log.export(tmp_path / "merged", add_to=earlier)
+    records = {r.rel_path: r for r in load_dataset(tmp_path / "merged")}
+    assert all(records[f"base/img/e{i}.png"].lens == (8.0, 8.5, 6.0) for i in range(3))
+    assert records[f"images/{case.id:06d}.png"].lens is None
