@@ -46,12 +46,13 @@ class Thumbnails(QObject):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
         self._made.connect(self._on_made)
         self.made = 0  # thumbnails decoded so far (tests count them)
+        self._closed = False
 
     def get(self, path: str) -> QPixmap | None:
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
-        if path not in self._asked:
+        if path not in self._asked and not self._closed:
             self._asked.add(path)
             with self._lock:
                 self._waiting.append(path)
@@ -66,6 +67,7 @@ class Thumbnails(QObject):
         return path in self._cache
 
     def shutdown(self) -> None:
+        self._closed = True
         with self._lock:
             self._waiting.clear()
         self._pool.shutdown(wait=True)
