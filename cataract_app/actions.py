@@ -15,6 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QWidget
 
+from engine.schema import GRADES
+
 _K = QKeySequence.StandardKey
 
 
@@ -39,14 +41,24 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("fit", "&Fit to window", ("Ctrl+0",)),
     ActionSpec("actual", "&Actual size", ("Ctrl+1",)),
     ActionSpec("heatmap", "&Heat map", ("H",), checkable=True),
+    ActionSpec("show_grading", "&Grading view", ("Ctrl+G",), "The image, its grade and heat map"),
+    ActionSpec("show_cases", "&Cases panel", ("Ctrl+L",), "Every graded image kept in the case log"),
+    # Enter and the digits act only on the image and the grade (cataract_app.cases.review_box), so a
+    # tab after the text shows them without making them window-wide shortcuts.
+    ActionSpec("agree", "&Agree with the grade\tEnter", (), "The latest answer's grade becomes the final grade"),
+    *(ActionSpec(f"correct_{g}", f"Correct to &{g}\t{g}", (), f"The clinician's grade for this case is {g}")
+      for g in GRADES),
+    ActionSpec("reopen", "&Reopen the case", (), "Take the review back; the case is open again"),
+    ActionSpec("review_next", "&Next case to review", ("Ctrl+N",), "The open case a review would teach the model most"),
     ActionSpec("retrain", "&Retrain\u2026", ("Ctrl+T",), "Train a new teacher or student on a labelled folder"),
     ActionSpec("models", "&Models\u2026", (), "See every trained model and choose the active ones"),
     ActionSpec("about", "&About Cataract Grader"),
 )
-# Menu title -> action names; None is a separator, "recent" the Open recent submenu.
-MENUS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
+# Menu title -> action names; None is a separator, "recent" the Open recent submenu, (title, names) a submenu.
+MENUS: tuple[tuple[str, tuple], ...] = (
     ("&File", ("open", "recent", None, "previous", "next", None, "quit")),
-    ("&View", ("zoom_in", "zoom_out", "fit", "actual", None, "heatmap")),
+    ("&View", ("zoom_in", "zoom_out", "fit", "actual", None, "heatmap", None, "show_grading", "show_cases")),
+    ("&Cases", ("agree", ("Co&rrect to", tuple(f"correct_{g}" for g in GRADES)), "reopen", None, "review_next")),
     ("&Training", ("retrain", "models")),
     ("&Help", ("about",)),
 )
@@ -75,11 +87,16 @@ def bind_actions(window: QWidget, slots: Mapping[str, Callable[[], object]]) -> 
 def build_menus(bar: QMenuBar, actions: Mapping[str, QAction], recent: QMenu) -> None:
     """The menu bar laid out as MENUS says."""
     for title, names in MENUS:
-        menu = bar.addMenu(title)
-        for name in names:
-            if name is None:
-                menu.addSeparator()
-            elif name == "recent":
-                menu.addMenu(recent)
-            else:
-                menu.addAction(actions[name])
+        _fill(bar.addMenu(title), names, actions, recent)
+
+
+def _fill(menu: QMenu, names: tuple, actions: Mapping[str, QAction], recent: QMenu) -> None:
+    for name in names:
+        if name is None:
+            menu.addSeparator()
+        elif name == "recent":
+            menu.addMenu(recent)
+        elif isinstance(name, tuple):
+            _fill(menu.addMenu(name[0]), name[1], actions, recent)
+        else:
+            menu.addAction(actions[name])

@@ -48,9 +48,11 @@ def run_gui(args: argparse.Namespace) -> int:
     app = make_application()
     unattended = bool(args.screenshot or args.measure_startup)
     with tempfile.TemporaryDirectory(prefix="cataract-grader-") as scratch:
-        # Unattended runs neither read nor change the user's window state and recent files.
+        # Unattended runs neither read nor change the user's window state, recent files and case log.
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.Format.IniFormat) if unattended else None
-        window = MainWindow(LoadOptions(student=args.model, teacher=args.teacher, device=args.device), settings)
+        cases_db = getattr(args, "cases_db", None) or (Path(scratch) / "cases.sqlite3" if unattended else None)
+        window = MainWindow(LoadOptions(student=args.model, teacher=args.teacher, device=args.device), settings,
+                            cases_db=cases_db)
         return _run_window(app, window, args, sublabels)
 
 

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="BUNDLE", help="student model bundle (default: the shipped demo model)")
     parser.add_argument("--teacher", metavar="BUNDLE", help="fusion teacher bundle (default: the shipped one, if any)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--cases-db", metavar="PATH",
+                        help="case log to record gradings in (default: the one `cataract-grade cases` uses)")
     parser.add_argument(
         "--sublabels", metavar="NAME=VALUE,...",
         help="after the first grade, enter these sub-labels and grade again with the fusion teacher",

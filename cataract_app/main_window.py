@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
 from cataract_app.actions import bind_actions, build_menus
+from cataract_app.cases.room import CasesRoom
+from cataract_app.cases.service import app_db_path
 from cataract_app.grading.compare_panel import ComparePanel
 from cataract_app.grading.grade_panel import GradePanel
 from cataract_app.grading.loading import LoadOptions, ModelSummary, build_grader
@@ -54,14 +56,15 @@ class _Backend:
 
 
 class MainWindow(QMainWindow):
-    """Image on the left, grade / comparison / sub-labels on the right, a splitter between."""
+    """Two tabs: grading (image on the left; grade, case, comparison, sub-labels on the right) and the Cases panel."""
 
     grade_shown = Signal(object)  # GradeResult now on screen
     error_shown = Signal(str)  # a message the user was shown
     model_loaded = Signal(object)  # ModelSummary
 
     def __init__(
-        self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None, store=None
+        self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None, store=None,
+        cases_db: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings(ORGANISATION, APPLICATION)
@@ -69,11 +72,13 @@ class MainWindow(QMainWindow):
         self.training.resolve(options or LoadOptions())
         self.training.models_changed.connect(self.reload_models)
         self.recent = RecentFiles(self.settings)
+        self.cases = CasesRoom(cases_db or app_db_path(self.training.store.root), self)  # the case log's part
+        self.training.cases_db = self.cases.service.path
         self._build_widgets()
         self.actions_by_name = self._bind_actions()
         self.reader = ImageReader(self)
         self.service = GradingService(factory or build_grader, parent=self)
-        self.session = GradingSession(_Backend(self.reader, self.service))
+        self.session = GradingSession(_Backend(self.reader, self.service), cases=self.cases.service)
         self._connect()
         self._restore_settings()
         self.grade_panel.show_state("Loading model\u2026", busy=True)
@@ -123,11 +128,17 @@ class MainWindow(QMainWindow):
         self.grade_panel, self.compare, self.form = GradePanel(), ComparePanel(), SubLabelForm()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar), stretch=1))
-        self.splitter.addWidget(_scrolling(_column((self.grade_panel, self.compare, self.form), margins=(10, 4, 10, 10))))
+        column = (self.grade_panel, self.cases.review_box, self.compare, self.form)
+        self.splitter.addWidget(_scrolling(_column(column, margins=(10, 4, 10, 10))))
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
+        self.grade_panel.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the grade gives its review keys
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.splitter, "Grading")
+        self.tabs.addTab(self.cases.panel, "Cases")
+        self.setCentralWidget(self.tabs)
         self.status = StatusLine(self.statusBar())
         self.setMinimumSize(900, 600)
 
@@ -138,6 +149,7 @@ class MainWindow(QMainWindow):
             "quit": self.close, "zoom_in": self.view.zoom_in, "zoom_out": self.view.zoom_out,
             "fit": self.view.fit_to_window, "actual": self.view.actual_size, "heatmap": toggle.toggle,
             "retrain": self.training.open_retrain, "models": self.training.open_models, "about": self.about,
+            **self.cases.slots(),
         })
         actions["heatmap"].setChecked(toggle.isChecked())
         toggle.toggled.connect(actions["heatmap"].setChecked)
@@ -178,6 +190,8 @@ class MainWindow(QMainWindow):
         self.view.set_overlay_opacity(bar.opacity.value() / 100.0)
         self.form.grade_requested.connect(self.grade_with_sublabels)
         self.form.edited.connect(lambda: s.enter_sublabels(self.form.confirmed_values()))
+        s.sublabels_restored.connect(self.form.set_values)
+        self.cases.connect(s, [self.view, self.grade_panel], self.status, self.tabs)
 
     # ---- opening images ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -313,6 +327,7 @@ class MainWindow(QMainWindow):
         self.hide()  # gone at once, even while the worker finishes loading or grading
         self.reader.shutdown()
         self.service.shutdown()
+        self.cases.shutdown()  # after grading stopped: every answer and review asked for is written
         super().closeEvent(event)
 
 

@@ -139,7 +139,8 @@ def check_window(student: Path, teacher: Path, device: str, scratch: Path) -> st
 
     app = make_application()
     settings = QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(LoadOptions(student=str(student), teacher=str(teacher), device=device), settings)
+    window = MainWindow(LoadOptions(student=str(student), teacher=str(teacher), device=device), settings,
+                        cases_db=scratch / "cases.sqlite3")
     outcome: dict[str, object] = {}
     loop = QEventLoop()
 

@@ -6,8 +6,12 @@ when to grade: a new image is graded by the student; entered sub-labels go to th
 teacher; a new heat-map target grades the image again with the same answers asked. The
 panels observe it through `Notice`s; the window connects them and hands the session a
 `GradingBackend` (the image reader and the grading worker) that reports back by calling
-`image_read`, `image_failed`, `accept` and `reject`. Later it holds the current case of
-the case log and the lens circle too.
+`image_read`, `image_failed`, `accept` and `reject`.
+
+With a `CaseBackend` it also holds the current case of the case log: opening an image looks
+its case up, every new answer is recorded (the teacher's with the sub-labels it was given),
+and the clinician's review, the patient's details and the walk through the open cases in
+review order go to the log from here. Later it holds the lens circle too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cataract_app.grading.loading import ModelSummary
+from engine.cases import OPEN, Case, FileCheck
 from engine.choices import STUDENT, TEACHER
 from engine.request import SEVERITY, CamTarget, GradeRequest, cam_target
 from engine.results import GradeResult
@@ -55,11 +60,39 @@ class GradingBackend(Protocol):
         """Drop every answer still pending (a new image is on its way)."""
 
 
+class CaseBackend(Protocol):
+    """The case log's side effects; each answers later through the session's case_* methods."""
+
+    def lookup(self, path: str) -> None:
+        """Hash the file and find its case; answer with case_found."""
+
+    def record(self, path: str, result: GradeResult, sublabels: Mapping[str, int | None] | None) -> None:
+        """Keep a new answer (and the sub-labels it was given) on the file's case; answer with case_saved."""
+
+    def review(self, case_id: int, grade: int | None, note: str | None) -> None:
+        """Agree (grade None) or correct; answer with case_saved."""
+
+    def reopen(self, case_id: int) -> None:
+        """Take the review back; answer with case_saved."""
+
+    def set_details(self, case_id: int, details: Mapping[str, str | None]) -> None:
+        """Patient ID, eye, visit date; answer with case_saved."""
+
+    def next_case(self, skip: tuple[int, ...]) -> None:
+        """The next open case in review order; answer with case_opened, or no_case_left."""
+
+
 class GradingSession:
     """One window's grading state and rules; observe its notices to show it."""
 
-    def __init__(self, backend: GradingBackend, target: object = SEVERITY) -> None:
+    def __init__(self, backend: GradingBackend, target: object = SEVERITY, cases: CaseBackend | None = None) -> None:
         self._backend = backend
+        self._cases = cases
+        self.case: Case | None = None  # the case of the image on screen, once the log answered
+        self.case_check: FileCheck | None = None  # set when a case was opened from the log: is its file intact?
+        self.recording = False  # answers for the image on screen go to the case log
+        self.walk_skip: set[int] = set()  # open cases passed over by Next in this walk
+        self._restored = False  # the case's entered sub-labels were put back for this image
         self.path: str | None = None
         self.image: np.ndarray | None = None
         self.summary: ModelSummary | None = None
@@ -79,15 +112,23 @@ class GradingSession:
         self.cam_changed = Notice()  # (GradeResult or None): the heat map to draw
         self.stale_changed = Notice()  # (bool): the teacher's answer does or does not match the entered values
         self.models_changed = Notice()  # (ModelSummary or None): models loaded (None: loading or failed)
+        self.case_changed = Notice()  # (Case or None, FileCheck or None): the case of the image on screen
+        self.case_failed = Notice()  # (message): the case log refused or could not do something
+        self.sublabels_restored = Notice()  # (values): the case's entered sub-labels, back in the form
 
     # ---- images ----------------------------------------------------------------------------------
-    def open(self, path: str | Path) -> None:
+    def open(self, path: str | Path, record: bool = True) -> None:
         """Read `path` in the background; the old answers leave the screen at once, the old picture stays."""
         self._backend.supersede()
         self.path = str(path)
         self.student = self.teacher = self.cam_result = None
         self.sublabels, self.teacher_stale = {}, False
+        self.case, self.case_check, self._restored = None, None, False
+        self.recording = record and self._cases is not None
         self.opening.emit(self.path)
+        self.case_changed.emit(None, None)
+        if self.recording:
+            self._cases.lookup(self.path)
         self.cam_changed.emit(None)
         self.state.emit(f"Opening {Path(path).name}\u2026", True, False)
         self.note.emit(f"Opening {Path(path).name}\u2026", 0)
@@ -177,9 +218,115 @@ class GradingSession:
             text += " No image region raised this grade, so the heat map is empty."
         self.note.emit(text, 6000)
         self.answered.emit(kind, result)  # last: everything about it is on screen when observers hear of it
+        if self.recording:
+            self._cases.record(self.path, result, result.sublabels_used if kind == TEACHER else None)
+        if kind == STUDENT:
+            self._restore_sublabels()
 
     def reject(self, request: GradeRequest, message: str) -> None:
         self._fail(message, keep_result=request.role == TEACHER)
+
+    # ---- the case log ----------------------------------------------------------------------------
+    def case_found(self, path: str, case: Case | None) -> None:
+        """The log's case of the file opened at `path` (None: not recorded yet)."""
+        if path == self.path and self.case is None and case is not None:
+            self._show_case(case)
+
+    def case_saved(self, path: str | None, case: Case) -> None:
+        """A write to the log is done: the case of `path` was recorded, or a case was reviewed or edited."""
+        if (self.case is not None and case.id == self.case.id) or (self.case is None and path == self.path):
+            self._show_case(case)
+
+    def open_case(self, case: Case, check: FileCheck) -> None:
+        """Show a case from the log: its file when it is intact (recorded as usual), when it changed (shown,
+        not recorded: the answers describe the earlier file), or no picture when it is gone."""
+        if check.state in ("ok", "changed"):
+            self.open(case.image_path, record=check.ok)
+        else:
+            self._backend.supersede()
+            self.path, self.image = case.image_path, None
+            self.student = self.teacher = self.cam_result = None
+            self.sublabels, self.teacher_stale, self.recording = {}, False, False
+            self.opening.emit(self.path)
+            self.image_changed.emit(self.path, None)
+            self.cam_changed.emit(None)
+            self._fail(f"Case {case.id}: {check.message}")
+        self.case_check = check
+        self._show_case(case)
+
+    def agree(self, note: str | None = None) -> bool:
+        """The clinician agrees with the case's latest answer; False when there is no case to review."""
+        return self._review(None, note)
+
+    def correct(self, grade: int, note: str | None = None) -> bool:
+        """The clinician's own grade for the case."""
+        return self._review(int(grade), note)
+
+    def reopen(self) -> bool:
+        if self.case is None or self._cases is None or self.case.status == OPEN:
+            return False
+        self._cases.reopen(self.case.id)
+        return True
+
+    def set_details(self, **details: str | None) -> bool:
+        """Patient ID, eye (OD/OS) and visit date of the current case ('' or None clears one)."""
+        if self.case is None or self._cases is None:
+            return False
+        current = {"patient_id": self.case.patient_id, "eye": self.case.eye, "visit_date": self.case.visit_date}
+        changed = {k: (v or None) for k, v in details.items() if (v or None) != current.get(k)}
+        if changed:
+            self._cases.set_details(self.case.id, changed)
+        return bool(changed)
+
+    def review_next(self) -> bool:
+        """Open the next open case in review order, passing over the ones this walk already showed."""
+        if self._cases is None:
+            return False
+        if self.case is not None and self.case.status == OPEN:
+            self.walk_skip.add(self.case.id)
+        self._cases.next_case(tuple(sorted(self.walk_skip)))
+        return True
+
+    def no_case_left(self) -> None:
+        if self.walk_skip:
+            n = len(self.walk_skip)
+            self.note.emit(f"No other open case: the {n} passed over {'is' if n == 1 else 'are'} still open; "
+                           "Next starts again from the most informative one.", 10000)
+            self.walk_skip.clear()
+        else:
+            self.note.emit("No open case is left: every case has been reviewed.", 10000)
+
+    def case_error(self, message: str) -> None:
+        self.case_failed.emit(message)
+
+    def _review(self, grade: int | None, note: str | None) -> bool:
+        if self.case is None or self._cases is None or not self.case.answers:
+            return False
+        self._cases.review(self.case.id, grade, (note or "").strip() or None)
+        return True
+
+    def _show_case(self, case: Case) -> None:
+        self.case = case
+        self.case_changed.emit(case, self.case_check)
+        self._restore_sublabels()
+
+    def _restore_sublabels(self) -> None:
+        """A case with entered sub-labels gets them back in the form, and the teacher's answer beside the student's.
+
+        Once per image, after the student answered (the form is blank for a new image until then).
+        """
+        case = self.case
+        if (self._restored or case is None or not case.sublabels or self.student is None or self.image is None
+                or self.summary is None or not self.summary.has_teacher):
+            return
+        values = {n: case.sublabels.get(n) for n in self.summary.schema.names}
+        if all(v is None for v in values.values()):
+            return
+        self._restored = True
+        if self.teacher is not None or any(v is not None for v in self.sublabels.values()):
+            return  # the clinician entered sub-labels for this image already: theirs stand
+        self.sublabels_restored.emit(values)
+        self.grade_with_sublabels(values)
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _update_stale(self) -> None:

@@ -74,3 +74,10 @@ def pytest_terminal_summary(terminalreporter):
     for family, case, result in faults.RESULTS:
         terminalreporter.write_line(f"[{family}] {case}")
         terminalreporter.write_line(f"    -> {result}")
+
+
+@pytest.fixture(autouse=True)
+def _own_case_log(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty default case log: windows record every grade, and a case found
+    again would bring back what an earlier test entered."""
+    monkeypatch.setenv("CATARACT_GRADER_CASES_DB", str(tmp_path_factory.mktemp("case-log") / "cases.sqlite3"))

@@ -202,6 +202,13 @@ class SubLabelForm(QGroupBox):
         self.fields[name].set_value(value, CONFIRMED)
         self._on_edited()
 
+    def set_values(self, values: dict[str, int | None]) -> None:
+        """Show values entered earlier (a case's), as confirmed; names the schema lacks are left out."""
+        for name, value in values.items():
+            if name in self.fields:
+                self.fields[name].set_value(value, CONFIRMED)
+        self._on_edited()
+
     def _on_edited(self, *_args) -> None:
         self._update_buttons()
         self.edited.emit()

@@ -51,6 +51,7 @@ class TrainingController(QObject):
         self.retrain_dialog = None
         self.models_dialog = None
         self.startup_problems: list[str] = []
+        self.cases_db: Path | None = None  # the window's case log, for training on reviewed cases
         self.ask = lambda title, text: question(self._parent, title, text)
 
     @property
@@ -126,6 +127,7 @@ class TrainingController(QObject):
             self.models_dialog.refresh()
         if self.retrain_dialog is not None:
             self.retrain_dialog.refresh_teachers()
+            self.retrain_dialog.cases_source.refresh()  # "since the active model was trained" moved
 
     # ---- dialogs and closing ----------------------------------------------------------------------
     def open_retrain(self):
@@ -133,7 +135,9 @@ class TrainingController(QObject):
             from cataract_app.retrain.panel import RetrainDialog
 
             self.retrain_dialog = RetrainDialog(self, self._parent)
+            self.retrain_dialog.cases_source.set_base(self.last_dataset_folder())
         self.retrain_dialog.refresh_teachers()
+        self.retrain_dialog.cases_source.refresh()
         self.retrain_dialog.show()
         self.retrain_dialog.raise_()
         self.retrain_dialog.activateWindow()

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from cataract_app import theme
+from cataract_app.retrain.cases_source import CasesSource
 from cataract_app.retrain.compare import ComparePane, evaluate_pair
 from cataract_app.retrain.curves import LineChart
 from cataract_app.retrain.form import DatasetBox, JobBox, SettingsBox
@@ -72,6 +73,8 @@ class RetrainDialog(QDialog):
     # ---- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
         self.dataset_box, self.job_box, self.settings_box = DatasetBox(), JobBox(), SettingsBox()
+        self.cases_source = CasesSource(self.controller, self.tasks, lambda folder: self.set_dataset(folder, False))
+        self.dataset_box.layout().addWidget(self.cases_source)  # or: the cases reviewed since the last training
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("primary")
         self.stop_button = QPushButton("Stop")
@@ -166,12 +169,17 @@ class RetrainDialog(QDialog):
         if folder:
             self.set_dataset(folder)
 
-    def set_dataset(self, path: str | Path) -> None:
-        """Check the folder in the background; training is possible once it has no problems."""
+    def set_dataset(self, path: str | Path, remember: bool = True) -> None:
+        """Check the folder in the background; training is possible once it has no problems.
+
+        A folder the user chose is remembered (reviewed cases can be added to it); an export of them is not.
+        """
         from engine.data.manifest import validate_dataset
 
         self.dataset, self.report = Path(path), None
-        self.controller.remember_dataset_folder(str(path))
+        if remember:
+            self.controller.remember_dataset_folder(str(path))
+            self.cases_source.set_base(path)
         self.dataset_box.show_checking(str(path))
         self._update_buttons()
         self.tasks.run("validate", partial(validate_dataset, Path(path), check_images=True),

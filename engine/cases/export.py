@@ -12,6 +12,10 @@ Cells that a spreadsheet would run as a formula (= + - @ first, not a plain numb
 written with a leading apostrophe; a patient ID of that kind would change, so the export
 refuses it instead (record time refuses it too). A case whose file is missing or changed
 since grading is left out and listed.
+
+With `add_to`, the cases are added to an earlier dataset (engine.cases.merge): its rows and
+images come first (images under base/), a case of the same photograph replaces its row,
+and the folder's schema is the earlier dataset's.
 """
 
 from __future__ import annotations
@@ -51,14 +55,21 @@ class ExportResult:
     rows: int
     skipped: tuple[tuple[int, str], ...]  # (case id, why it was left out)
     link: str  # how the images were placed ("copy" when hard links were not possible)
+    added_to: Path | None = None  # the earlier dataset the cases were added to
+    base_rows: int = 0  # rows of the earlier dataset kept
+    replaced: tuple[int, ...] = ()  # cases whose photograph was already in the earlier dataset (their row replaced)
 
 
-def active_model_trained_at(store_root: str | Path | None = None, role: str = "student") -> str:
-    """When the active model was trained (its card's date): where "cases reviewed since" starts."""
+def active_model_trained_at(store_root: str | Path | None = None, role: str = "student",
+                            bundle: str | Path | None = None) -> str:
+    """When the active model was trained (its card's date): where "cases reviewed since" starts.
+
+    `bundle` names the model in use when it is not the store's active one (the app's --model).
+    """
     from engine.bundle import read_card
     from engine.model_store import ModelStore, default_store_root
 
-    path = ModelStore(store_root or default_store_root()).active(role)
+    path = Path(bundle) if bundle is not None else ModelStore(store_root or default_store_root()).active(role)
     try:
         return read_card(path).created
     except ValueError as e:
@@ -72,12 +83,24 @@ def neutralise(value: object) -> str:
 
 
 def export_reviewed(log: ReviewedCases, out: str | Path, *, since: str | None = None, link: str = "copy",
-                    schema: Schema | None = None, patient_id: str | None = None) -> ExportResult:
-    """Write the cases reviewed since `since` (all reviewed cases when None) as a dataset folder at `out`."""
+                    schema: Schema | None = None, patient_id: str | None = None,
+                    add_to: str | Path | None = None) -> ExportResult:
+    """Write the cases reviewed since `since` (all reviewed cases when None) as a dataset folder at `out`.
+
+    `add_to` names an earlier dataset folder the cases are added to (see engine.cases.merge).
+    """
     if link not in LINK_MODES:
         raise CaseLogError(f"link mode {link!r} is not one of {', '.join(LINK_MODES)}")
     target = Path(out).expanduser().resolve()
     _check_target(target)
+    base = None
+    if add_to is not None:
+        from engine.cases.merge import read_base
+
+        base = read_base(add_to, schema)
+        if target == base.root or base.root in target.parents:
+            raise CaseLogError(f"export into a folder outside the dataset {base.root} it adds to")
+        schema = base.schema
     schema = schema or DEFAULT_SCHEMA
     cases = [log.get(s.id) for s in log.reviewed_since(since) if patient_id is None or s.patient_id == patient_id]
     if not cases:
@@ -89,7 +112,7 @@ def export_reviewed(log: ReviewedCases, out: str | Path, *, since: str | None = 
                            "formula (= + - @); change the ID with `cases edit` before exporting")
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        result = _write(tmp, target, cases, schema, link)
+        result = _write(tmp, target, cases, schema, link, base)
         _finish(tmp, target)
         return result
     except BaseException:
@@ -104,8 +127,9 @@ def _check_target(target: Path) -> None:
         raise CaseLogError(f"the folder {target.parent} does not exist")
 
 
-def _write(tmp: Path, target: Path, cases: list[Case], schema: Schema, link: str) -> ExportResult:
+def _write(tmp: Path, target: Path, cases: list[Case], schema: Schema, link: str, base=None) -> ExportResult:
     (tmp / IMAGES_DIR).mkdir(parents=True)
+    header = ["image", "grade", *schema.names, "patient_id", "eye"]
     labels, provenance, skipped, used = [], [], [], link
     for case in cases:
         try:
@@ -118,17 +142,58 @@ def _write(tmp: Path, target: Path, cases: list[Case], schema: Schema, link: str
         if problem:
             skipped.append((case.id, problem))
             continue
-        labels.append([rel, case.final_grade, *(subs[n] for n in schema.names), case.patient_id, case.eye])
+        labels.append({"_case": case.id, **dict(zip(header, [rel, case.final_grade, *(subs[n] for n in schema.names),
+                                                             case.patient_id, case.eye]))})
         provenance.append([case.id, rel, case.image_path, case.image_sha256, case.patient_id, case.eye,
                            case.visit_date, case.model_grade, case.model_name, case.final_grade, case.status,
                            case.reviewed_by, case.reviewed_at, case.note])
     if not labels:
         raise CaseLogError("no reviewed case could be exported: " + "; ".join(f"case {i}: {r}" for i, r in skipped))
-    atomic_write_text(tmp / "labels.csv", _csv(["image", "grade", *schema.names, "patient_id", "eye"], labels))
+    extra = {}
+    if base is not None:
+        header, labels, used, extra = _add_to_base(tmp, base, header, labels, cases, used)
+    rows = [[row.get(h) for h in header] for row in labels]
+    atomic_write_text(tmp / "labels.csv", _csv(header, rows))
     atomic_write_text(tmp / CASES_FILE, _csv(list(PROVENANCE), provenance))
     schema.save(tmp / "schema.json")
     _self_check(tmp, schema)
-    return ExportResult(target, len(labels), tuple(skipped), used)
+    return ExportResult(target, len(provenance), tuple(skipped), used, **extra)
+
+
+def _add_to_base(tmp: Path, base, header: list[str], labels: list[dict], cases: list[Case], link: str):
+    """The earlier dataset's images placed under base/ and its rows merged with the cases'."""
+    from engine.cases.merge import BASE_DIR, base_image, merge_rows, same_photographs
+
+    written = {row["_case"] for row in labels}
+    replaces = same_photographs(base, [c for c in cases if c.id in written])
+    dropped = set(replaces.values())
+    for index, row in enumerate(base.rows):
+        if index in dropped:
+            continue
+        dest = tmp / BASE_DIR / row["image"].replace("\\", "/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        link = _link(base_image(base, row), dest, link)
+    header, rows = merge_rows(base, header, labels, replaces)
+    extra = {"added_to": base.root, "base_rows": len(base.rows) - len(dropped), "replaced": tuple(sorted(replaces))}
+    return header, rows, link, extra
+
+
+def _link(src: Path, dest: Path, link: str) -> str:
+    """Place one file as `link` says (a hard link falls back to a copy); returns the mode used."""
+    if link == "symlink":
+        dest.symlink_to(src)
+        return link
+    if link == "hardlink":
+        try:
+            os.link(src, dest)
+            return link
+        except OSError:
+            link = "copy"
+    with open(src, "rb") as fh_in, open(dest, "wb") as fh:
+        shutil.copyfileobj(fh_in, fh, 1 << 20)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return link
 
 
 def _place(case: Case, dest: Path, link: str) -> tuple[str | None, str]:

@@ -273,7 +273,11 @@ class CaseLog:
 
     def find_image(self, path: str | Path) -> Case | None:
         """The case of the photograph in this file (by its SHA-256), if it was recorded."""
-        sha = hash_image(path)
+        return self.find_hash(hash_image(path))
+
+    def find_hash(self, sha256: str) -> Case | None:
+        """The case of the photograph with this SHA-256 (hashed by the caller, e.g. while the model ran), if any."""
+        sha = check_sha256(sha256)
         with self._guard() as conn, db.snapshot(conn):
             case_id = queries.find_by_image(conn, sha)
             return None if case_id is None else queries.load_case(conn, case_id)

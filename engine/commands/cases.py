@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                         "active student was trained")
     export.add_argument("--link", default="copy", choices=["copy", "hardlink", "symlink"], help="how images are placed")
     export.add_argument("--patient", help="only this patient's cases")
+    export.add_argument("--add-to", metavar="DATASET", help="add the cases to this earlier dataset folder: its rows and "
+                                                          "images (under base/) come too, its splits are kept")
     for q in (add, listing, show, agree, correct, reopen, edit, nxt, export):
         q.add_argument("--db", metavar="PATH", help="case database (default: the app's)")
         q.add_argument("--user", help="who does this, for the audit trail (default: the login name)")
@@ -276,10 +278,14 @@ def _export(log, args: argparse.Namespace) -> int:
         from engine.cases.export import active_model_trained_at
 
         since = active_model_trained_at()
-    result = log.export(args.out, since=since, link=args.link, patient_id=args.patient)
+    result = log.export(args.out, since=since, link=args.link, patient_id=args.patient, add_to=args.add_to)
     for case_id, why in result.skipped:
         print(f"case {case_id} left out: {why}", file=sys.stderr)
     print(f"{result.rows} reviewed cases written to {result.folder} (images: {result.link})")
+    if result.added_to is not None:
+        again = f"; {len(result.replaced)} of its photographs were reviewed again and carry the new grade" \
+            if result.replaced else ""
+        print(f"with {result.base_rows} rows of {result.added_to}{again}")
     return 0
 
 
