@@ -69,8 +69,9 @@ def _sha256_16(path: Path) -> str:
 
 
 def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
-    """The bundle's card, after checking it can be made active: readable card, right role, intact weights."""
-    from engine.bundle import WEIGHTS_FILE, BundleError, check_card_fits, read_card
+    """The bundle's card, after checking it can be made active: readable card, right role, intact weights
+    and, when its card describes them, intact out-of-distribution statistics."""
+    from engine.bundle import WEIGHTS_FILE, BundleError, check_card_fits, read_card, read_ood
 
     p = Path(path)
     if role is not None and role not in ROLES:
@@ -87,6 +88,10 @@ def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
         raise StoreError(f"{p} has no {WEIGHTS_FILE}, so it cannot become the active {card.role}")
     if card.model_id and _sha256_16(weights) != card.model_id:
         raise StoreError(f"{weights} is not the file its card describes (it was changed or damaged after training)")
+    try:
+        read_ood(p, card)
+    except BundleError as e:
+        raise StoreError(f"{e}, so it cannot become the active {card.role}") from None
     return card
 
 

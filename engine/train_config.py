@@ -14,7 +14,7 @@ import json
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from engine.choices import DISTANCES, FUSIONS, JOBS, OPTIMIZERS, TOKEN_LAYOUTS
+from engine.choices import CROPS, DISTANCES, FUSIONS, JOBS, LENS, OPTIMIZERS, TOKEN_LAYOUTS
 from engine.errors import EngineError
 
 SEED_MAX = 2**31 - 1
@@ -64,6 +64,9 @@ class TrainConfig:
     token_layout: str = option("grid", "teacher image tokens", choices=TOKEN_LAYOUTS, jobs=TEACHER)
     epochs: int = option(20, "training epochs", low=1, high=10_000)
     image_size: int = option(128, "network input size in pixels", low=16, high=1024)
+    crop: str = option(LENS, "what the model sees: lens (a square around the lens the finder sees, as grading "
+                       "crops it) or centre (the centred square of the short side, as bundles before the lens crop)",
+                       choices=CROPS)
     batch_size: int = option(32, "images per step", low=1, high=4096)
     lr: float = option(1e-3, "peak learning rate", low=1e-6, high=1.0)
     weight_decay: float = option(0.05, "weight decay", low=0.0, high=1.0)

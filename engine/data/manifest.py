@@ -147,7 +147,7 @@ def validate_dataset(
     if rows is not None and _check_header(rows[0], used, problems):
         records = _check_rows(root.resolve(), rows, used, problems)
         if check_images:
-            records = _check_images(records, problems, progress)
+            records = check_image_files(records, problems, progress)
     problems.sort(key=lambda p: (p.file != SCHEMA_FILE, p.line))
     digest = hashlib.sha256(data).hexdigest()
     return ValidationReport(problems, records, used, summarize(records, used), digest)
@@ -384,14 +384,21 @@ def _check_splits(records: list[Record], has_split: bool, problems: list[Problem
                                           "rows set it; fill it on every row or on none"))
 
 
-def _check_images(records: list[Record], problems: list[Problem], progress: Progress | None) -> list[Record]:
-    """Decode every image (threads: OpenCV releases the GIL); keep the records whose image reads."""
+def check_image_files(records: list[Record], problems: list[Problem], progress: Progress | None,
+                      on_image: Callable[[Record, object], None] | None = None) -> list[Record]:
+    """Decode every image (threads: OpenCV releases the GIL); keep the records whose image reads.
+
+    on_image(record, rgb) is called with each decoded image, on the decoding thread (the lens
+    finder of a lens-crop training run looks at it there, so each image is decoded once).
+    """
 
     def check(r: Record) -> str | None:
         try:
-            read_image(r.image)
+            rgb = read_image(r.image)
         except ImageReadError as e:
             return e.reason
+        if on_image is not None:
+            on_image(r, rgb)
         return None
 
     good: list[Record] = []
