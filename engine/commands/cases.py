@@ -139,13 +139,16 @@ def _add(log, args: argparse.Namespace) -> int:
                 if result is None:
                     raise CaseLogError(error or "it could not be graded")
                 sha = hashes[path].result()
-                case = log.record(result, **details, sublabels=sublabels, image_sha256=sha)
+                gate = result.input.to_dict() if result.input is not None else None
+                case = log.record(result, **details, sublabels=sublabels, image_sha256=sha, gate=gate)
                 if teacher.get(path) is not None:
                     case = log.record(teacher[path], **details, image_sha256=sha)
             except CaseLogError as e:
                 print(f"{path}: error: {e}", file=sys.stderr)
                 continue
             done += 1
+            if result.input_ok is False:
+                print(f"{path}: recorded with input problems: {' '.join(result.input_problems)}", file=sys.stderr)
             _print_summary(case, args.json)
     print(f"{done} of {len(paths)} images recorded in {log.path}", file=sys.stderr)
     if done == 0:
