@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("engine.commands.predict", "grade images (student, or fusion teacher with --sublabels)"),
     "models": ("engine.commands.models", "list trained models, show the active ones, promote or switch back"),
     "cases": ("engine.commands.cases", "the case log: record graded images, review them, export the reviewed ones"),
+    "report": ("engine.commands.report", "write a PDF report: one page per case or image"),
 }
 
 

@@ -245,16 +245,21 @@ class Grader:
             window = max(batch_size * 2, 4)
             futures = [pool.submit(load, p) for p in paths[:window]]
             nxt, pending = len(futures), []
-            for i, p in enumerate(paths):
-                item = futures[i].result()
-                futures[i] = None  # free the decoded image once consumed
-                if nxt < len(paths):
-                    futures.append(pool.submit(load, paths[nxt]))
-                    nxt += 1
-                pending.append((p, *item))
-                if sum(q[1] is not None for q in pending) >= batch_size or i == len(paths) - 1:
-                    yield from self._flush(pending, loaded, request)
-                    pending = []
+            try:
+                for i, p in enumerate(paths):
+                    item = futures[i].result()
+                    futures[i] = None  # free the decoded image once consumed
+                    if nxt < len(paths):
+                        futures.append(pool.submit(load, paths[nxt]))
+                        nxt += 1
+                    pending.append((p, *item))
+                    if sum(q[1] is not None for q in pending) >= batch_size or i == len(paths) - 1:
+                        yield from self._flush(pending, loaded, request)
+                        pending = []
+            finally:  # closed early (a cancelled batch): files not yet decoding are not decoded
+                for f in futures:
+                    if f is not None:
+                        f.cancel()
 
     def _flush(self, pending, loaded: _Loaded, request: GradeRequest):
         good = [q[1] for q in pending if q[1] is not None]

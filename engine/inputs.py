@@ -70,8 +70,7 @@ class InputCheck:
         return {
             "version": GATE_DICT_VERSION,
             "checked": self.checked,
-            "input_ok": self.ok,
-            "input_problems": self.reasons,
+            "ok": self.ok,
             "problems": [{"code": p.code, "reason": p.reason, "value": _num(p.value), "limit": _num(p.limit)}
                          for p in self.problems],
             "circle": None if c is None else {"cx": _num(c.cx, 2), "cy": _num(c.cy, 2), "r": _num(c.r, 2)},

@@ -1,6 +1,7 @@
 """Read an image file safely: one RGB uint8 array for every format we accept, one clear error otherwise.
 
-JPEG, PNG, TIFF and BMP are accepted, 8 or 16 bits per sample, gray or colour, with or
+JPEG, PNG, TIFF and BMP are accepted, and DICOM (engine.dicom: any file carrying the
+DICOM marker, whatever its name), 8 or 16 bits per sample, gray or colour, with or
 without alpha. 16-bit samples are scaled to 8 bits (x / 257, rounded), never clipped.
 An alpha channel is dropped: the colour channels are kept as stored, not composited.
 EXIF orientation is applied. The pixel count is read from the file header and checked
@@ -23,7 +24,8 @@ import numpy as np
 
 from engine.errors import EngineError
 
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", *DICOM_EXTENSIONS)
 DEFAULT_MAX_PIXELS = 80_000_000
 # Largest plausible file for an image within the pixel limit: uncompressed 16-bit RGBA plus metadata.
 _BYTES_PER_PIXEL_BOUND = 8
@@ -62,7 +64,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise _fail(name, "it is a folder, not an image file")
     if not stat.S_ISREG(st.st_mode):
         raise _fail(name, "it is not a regular file")
-    _check_extension(name, p.suffix, required=True)
+    if not _is_dicom_file(p):  # a DICOM file is read whatever its name (devices often write none)
+        _check_extension(name, p.suffix, required=True)
     if st.st_size == 0:
         raise _fail(name, "the file is empty (0 bytes)")
     _check_file_size(name, st.st_size, max_pixels)
@@ -99,6 +102,12 @@ def _check_file_size(name: str, size: int, max_pixels: int) -> None:
         raise _fail(name, "the file is empty (0 bytes)")
     if size > max_pixels * _BYTES_PER_PIXEL_BOUND + _METADATA_SLACK:
         raise _fail(name, f"the file is {size / 1e6:,.0f} MB, too large for an image of at most {max_pixels:,} pixels")
+
+
+def _is_dicom_file(p: Path) -> bool:
+    from engine.dicom import is_dicom_file
+
+    return is_dicom_file(p)
 
 
 def _sniff(data: bytes) -> str | None:
@@ -256,7 +265,16 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    from engine.dicom import DicomError, decode_dicom, is_dicom
+
+    if is_dicom(data):
+        try:
+            return decode_dicom(data, name, max_pixels)
+        except DicomError as e:
+            raise _fail(name, e.reason) from None
     fmt = _sniff(data)
+    if fmt is None and Path(name).suffix.lower() in DICOM_EXTENSIONS:
+        raise _fail(name, "it is named like a DICOM file but is not one (there is no 'DICM' marker at byte 128)")
     if fmt is None:
         raise _fail(name, "it is not an image (its content is not JPEG, PNG, TIFF or BMP)")
     width, height = _HEADER_READERS[fmt](data, name)

@@ -16,8 +16,8 @@ from engine.roi import Circle, find_lens
 from engine.schema import DEFAULT_SCHEMA
 from engine.synth.sample import render_sample
 
-GATE_KEYS = {"version", "checked", "input_ok", "input_problems", "problems", "circle", "circle_source",
-             "lens_confidence", "ood_score", "ood_threshold", "crop", "crop_box", "measures", "graded_anyway"}
+GATE_KEYS = {"version", "checked", "ok", "problems", "circle", "circle_source", "lens_confidence", "ood_score",
+             "ood_threshold", "crop", "crop_box", "measures", "graded_anyway"}
 
 
 def photo(seed: int = 4, size: int = 160, framing: str = "off_centre"):

@@ -20,7 +20,7 @@ WAIT_MS = 10_000
 
 
 def test_folder_images_sort_naturally_and_skip_other_files(tmp_path):
-    for name in ("img10.png", "img2.JPG", "img1.tif", "notes.txt", "scan.dcm"):
+    for name in ("img10.png", "img2.JPG", "img1.tif", "notes.txt", "scan.pdf"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in sibling_images(tmp_path / "img2.JPG")] == ["img1.tif", "img2.JPG", "img10.png"]
@@ -30,6 +30,12 @@ def test_folder_images_sort_naturally_and_skip_other_files(tmp_path):
     assert step_image(tmp_path / "notes.txt", 1).name == "img1.tif"  # from a non-image: the first image
     assert position_in_folder(tmp_path / "img10.png") == (3, 3)
     assert position_in_folder(tmp_path / "notes.txt") == (0, 3)
+
+
+def test_dicom_files_are_folder_images(tmp_path):
+    for name in ("img1.png", "IM0002.dcm", "scan.DICOM"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in sibling_images(tmp_path / "img1.png")] == ["IM0002.dcm", "img1.png", "scan.DICOM"]
 
 
 def test_recent_files_are_newest_first_unique_and_bounded(tmp_path):

@@ -53,7 +53,7 @@ def test_cases_add_records_the_gate_for_the_review_order(lens_bundle, tmp_path, 
     assert "recorded with input problems" in capsys.readouterr().err
     with CaseLog.open(db) as log:
         case = log.get(1)
-    assert set(case.gate) == GATE_KEYS and case.gate["input_ok"] is False
+    assert set(case.gate) == GATE_KEYS and case.gate["ok"] is False
     assert case.gate["ood_score"] > case.gate["ood_threshold"] and case.ood > 0.5  # the review order reads them
 
 

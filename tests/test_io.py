@@ -126,7 +126,7 @@ def test_read_image_bytes_matches_read_image(tmp_path):
 
 
 def test_supported_extensions():
-    assert set(SUPPORTED_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+    assert set(SUPPORTED_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 
 
 # ---- bad input -------------------------------------------------------------------------------

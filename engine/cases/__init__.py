@@ -5,14 +5,17 @@
         log.agree(case.id)                           # or log.correct(case.id, 4, note="...")
         page = log.list(CaseFilter(status=("open",)), sort="priority", limit=100)
         nxt = log.next_for_review()
+        hist = log.history("P1")                     # each eye's visits in date order (the history plot)
         log.export("new-data")                       # reviewed cases as a dataset folder
 
 db (file, pragmas, migrations), model (frozen dataclasses), queries (filters, paging),
-review (the review-order formula), export (the dataset folder), log (CaseLog itself).
+review (the review-order formula), history (a patient's grades
+over time), export (the dataset folder), log (CaseLog itself).
 """
 
 from engine.cases.db import DB_ENV, SCHEMA_VERSION, default_db_path
 from engine.cases.export import LINK_MODES, ExportResult, active_model_trained_at, export_reviewed
+from engine.cases.history import PatientHistory, Visit
 from engine.cases.log import CaseLog, current_user
 from engine.cases.model import (
     AGREED,
@@ -33,5 +36,5 @@ from engine.cases.review import ReviewScore, score
 __all__ = [
     "AGREED", "CORRECTED", "DB_ENV", "EYES", "LINK_MODES", "OPEN", "SCHEMA_VERSION", "SORT_KEYS", "STATUSES",
     "Answer", "AuditEntry", "Case", "CaseFilter", "CaseLog", "CaseLogError", "CaseSummary", "ExportResult",
-    "FileCheck", "ReviewScore", "active_model_trained_at", "current_user", "default_db_path", "export_reviewed", "score",
+    "FileCheck", "PatientHistory", "ReviewScore", "Visit", "active_model_trained_at", "current_user", "default_db_path", "export_reviewed", "score",
 ]

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.cases import db, queries
+from engine.cases.history import PatientHistory, patient_history
 from engine.cases.model import (
     AGREED,
     CORRECTED,
@@ -294,6 +295,11 @@ class CaseLog:
         """Open cases, most informative first (see engine.cases.review); `skip` leaves out cases already shown."""
         with self._guard() as conn:
             return queries.next_for_review(conn, limit, tuple(skip))
+
+    def history(self, patient_id: str) -> PatientHistory:
+        """One patient's cases per eye in date order, with model and final grades (the history plot's data)."""
+        with self._guard() as conn:  # one query: one consistent state
+            return patient_history(conn, patient_id)
 
     def reviewed_since(self, since: str | None) -> list[CaseSummary]:
         """Cases agreed or corrected at or after `since` (an ISO date/time; None: every reviewed case), oldest first."""

@@ -18,9 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="grade images and record them as cases")
     add.add_argument("images", nargs="*", help="image files")
     add.add_argument("--dir", help="every image in this folder (recursively)")
-    add.add_argument("--patient", help="patient ID")
-    add.add_argument("--eye", help="OD (right) or OS (left)")
-    add.add_argument("--date", help="visit date, YYYY-MM-DD")
+    add.add_argument("--patient", help="patient ID (default: a DICOM's PatientID)")
+    add.add_argument("--eye", help="OD (right) or OS (left) (default: a DICOM's laterality)")
+    add.add_argument("--date", help="visit date, YYYY-MM-DD (default: a DICOM's study date)")
     add.add_argument("--sublabels", help="name=value,... entered by the clinician: the fusion teacher answers too")
     add.add_argument("--model", help="student bundle (default: the active one)")
     add.add_argument("--teacher", help="fusion teacher bundle (default: the active one, if any)")
@@ -105,10 +105,8 @@ def _grader(args: argparse.Namespace):
 
 
 def _add(log, args: argparse.Namespace) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
+    from engine.batch import grade_batch
     from engine.cases import CaseLogError
-    from engine.cases.log import hash_image
     from engine.cases.model import check_eye, check_patient_id, check_visit_date
     from engine.commands import CommandError
     from engine.commands.predict import _inputs
@@ -131,25 +129,23 @@ def _add(log, args: argparse.Namespace) -> int:
             raise CommandError("--sublabels needs a fusion teacher model, and none is installed (pass --teacher)")
         teacher = {p: r for p, r, _e in grade_paths(grader, paths, sublabels)}
     done = 0
-    details = {"patient_id": args.patient, "eye": args.eye, "visit_date": args.date}
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the files are hashed while the model runs
-        hashes = {p: pool.submit(hash_image, p) for p in paths}
-        for path, result, error in grade_paths(grader, paths):
+    given = {"patient_id": args.patient, "eye": args.eye, "visit_date": args.date}  # a DICOM's own fill the rest
+    for item in grade_batch(grader, paths, grader.request(cam=False), log=log, details=given, sublabels=sublabels):
+        for note in item.notes:
+            print(f"note: {item.path}: {note}", file=sys.stderr)
+        case = item.case
+        if case is not None and teacher.get(item.path) is not None:
             try:
-                if result is None:
-                    raise CaseLogError(error or "it could not be graded")
-                sha = hashes[path].result()
-                gate = result.input.to_dict() if result.input is not None else None
-                case = log.record(result, **details, sublabels=sublabels, image_sha256=sha, gate=gate)
-                if teacher.get(path) is not None:
-                    case = log.record(teacher[path], **details, image_sha256=sha)
+                case = log.record(teacher[item.path], image_sha256=case.image_sha256)
             except CaseLogError as e:
-                print(f"{path}: error: {e}", file=sys.stderr)
-                continue
-            done += 1
-            if result.input_ok is False:
-                print(f"{path}: recorded with input problems: {' '.join(result.input_problems)}", file=sys.stderr)
-            _print_summary(case, args.json)
+                print(f"{item.path}: error: the teacher's answer was not recorded: {e}", file=sys.stderr)
+        if case is None:
+            print(f"{item.path}: error: {item.error}", file=sys.stderr)
+            continue
+        done += 1
+        if item.result.input_ok is False:  # recorded all the same, with the gate's sentences in the case
+            print(f"{item.path}: recorded with input problems: {' '.join(item.result.input_problems)}", file=sys.stderr)
+        _print_summary(case, args.json)
     print(f"{done} of {len(paths)} images recorded in {log.path}", file=sys.stderr)
     if done == 0:
         raise CommandError("no image was recorded")

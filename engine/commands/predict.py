@@ -11,8 +11,6 @@ the checks, for research). --lens cx,cy,r gives the lens circle of one photograp
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -88,12 +86,10 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.batch import csv_text, grade_batch
     from engine.commands import CommandError
     from engine.fsutil import atomic_write_text
     from engine.infer import Grader
-    from engine.overlay import overlay_cam
-    from engine.results import GATE_CSV_COLUMNS
-    from engine.schema import GRADES
 
     paths, target, lens = _inputs(args), _target(args), parse_lens(args.lens)
     if lens is not None and len(paths) != 1:
@@ -103,46 +99,45 @@ def run(args: argparse.Namespace) -> int:
         grader = Grader(args.model, args.teacher, device=args.device)
         request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method,
                                  lens=lens, check_input=not args.no_input_check)
-        graded = grader.grade_files(paths, request, args.batch_size, args.workers)
+        graded = grade_batch(grader, paths, request, batch_size=args.batch_size, workers=args.workers)
     except (ValueError, OSError) as e:
         raise CommandError(str(e)) from None
-    names = grader.schema.names
     cam_dir = Path(args.cam_dir) if request.cam else None
     if cam_dir:
         cam_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], 0
-    for path, result, error in graded:
-        if result is None:
+    for item in graded:
+        rows.append(item.row)
+        for note in item.notes:
+            print(f"note: {item.path}: {note}", file=sys.stderr)
+        if item.result is None:
             failures += 1
-            rows.append({"file": path, "error": error})
-            print(f"{path}: error: {error}", file=sys.stderr)
+            print(f"{item.path}: error: {item.error}", file=sys.stderr)
             continue
-        row = result.csv_row(names)
-        rows.append(row)
-        if cam_dir is not None and result.cam is not None:
-            import cv2
-
-            from engine.io import read_image
-
-            blended = overlay_cam(read_image(path), result.cam, args.colormap)
-            cv2.imwrite(str(cam_dir / (Path(path).stem + "_cam.png")), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
-        if args.json:
-            print(json.dumps({**row, "input_ok": result.input_ok, "input_problems": result.input_problems,
-                              "expected_grade": round(result.expected_grade, 3),
-                              "model": result.model.name if result.model else None, "device": result.device}))
-        elif not args.csv:
-            flagged = "" if result.input_ok is not False else " - input problems: " + " ".join(result.input_problems)
-            print(f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
-                  f"{result.model.name}){flagged}")
+        _show(item.path, item.result, item.row, args, cam_dir)
     if args.csv:
-        header = ["file", "grade", "confidence", *[f"p{k}" for k in GRADES], *[f"pred_{n}" for n in names],
-                  "model_id", *GATE_CSV_COLUMNS, "error"]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=header, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(args.csv, buf.getvalue())
+        atomic_write_text(args.csv, csv_text(rows, grader.schema.names))
         print(f"{len(rows)} rows written to {args.csv} ({failures} unreadable)", file=sys.stderr)
     if failures == len(rows):
         raise CommandError("no image could be read")
     return 0
+
+
+def _show(path: str, result, row: dict, args: argparse.Namespace, cam_dir: Path | None) -> None:
+    """One graded image: its overlay PNG, its JSON line or its line of text."""
+    if cam_dir is not None and result.cam is not None:
+        import cv2
+
+        from engine.io import read_image
+        from engine.overlay import overlay_cam
+
+        blended = overlay_cam(read_image(path), result.cam, args.colormap)
+        cv2.imwrite(str(cam_dir / (Path(path).stem + "_cam.png")), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+    if args.json:
+        print(json.dumps({**row, "input_ok": result.input_ok, "input_problems": result.input_problems,
+                          "expected_grade": round(result.expected_grade, 3),
+                          "model": result.model.name if result.model else None, "device": result.device}))
+    elif not args.csv:
+        flagged = "" if result.input_ok is not False else " - input problems: " + " ".join(result.input_problems)
+        print(f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
+              f"{result.model.name}){flagged}")
