@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from engine.dicom import case_details
 from engine.progress import CancelToken
-from engine.results import GradeResult
+from engine.results import GATE_CSV_COLUMNS, GradeResult
 from engine.schema import GRADES
 
 if TYPE_CHECKING:
@@ -71,9 +71,10 @@ ProgressFn = Callable[[BatchProgress], None]
 
 
 def csv_header(schema_names: tuple[str, ...]) -> list[str]:
-    """The CSV columns of a batch: file, grade, confidence, p0-p7, pred_<sub-label>..., model_id, error."""
+    """The CSV columns of a batch: file, grade, confidence, p0-p7, pred_<sub-label>..., model_id, the input
+    gate's columns (GATE_CSV_COLUMNS: input_ok, input_problems, lens_cx, lens_cy, lens_r, lens_source, ood_score), error."""
     return ["file", "grade", "confidence", *[f"p{k}" for k in GRADES], *[f"pred_{n}" for n in schema_names],
-            "model_id", "error"]
+            "model_id", *GATE_CSV_COLUMNS, "error"]
 
 
 def csv_text(rows: Iterable[Mapping[str, object]], schema_names: tuple[str, ...]) -> str:

@@ -38,7 +38,8 @@ from engine.errors import EngineError
 from engine.fsutil import InjectedKill, fsync_dir, remove_tree, stale_temps, write_file_synced, write_step
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems, summarize_keys
-from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from engine.ood import OodError, card_entry, entry_problem, load_for_bundle
+from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, PreprocessError
 from engine.resources import CARD_FILE, WEIGHTS_FILE
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
 
@@ -93,6 +94,8 @@ class ModelCard:
     model_id: str = ""
     dtype: str = "float32"
     crop: str = CENTRE  # the part of the photograph the model sees (engine.preprocess)
+    crop_margin: float | None = None  # crop "lens": its half side in lens radii (None: engine.roi.LENS_MARGIN)
+    ood: dict | None = None  # the out-of-distribution statistics shipped beside the weights (engine.ood), or None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,6 +117,13 @@ class ModelCard:
             raise BundleError(f"card lists {len(self.grades)} grades; a model grades {NUM_GRADES} ({GRADES[0]}-{GRADES[-1]})")
         if self.crop not in CROPS:
             raise BundleError(f"card crop must be one of {', '.join(CROPS)}, not {self.crop!r}")
+        try:
+            PreprocessConfig.from_card(self)
+        except (PreprocessError, TypeError, ValueError) as e:
+            raise BundleError(f"card crop_margin is not usable ({e})") from None
+        problem = entry_problem(self.ood)
+        if problem:
+            raise BundleError(problem)
         if self.dtype not in DTYPES:
             raise BundleError(f"card dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         t = self.calibration_temperature
@@ -238,8 +248,12 @@ def _publish(path: Path, files: dict[str, bytes]) -> None:
         raise
 
 
-def save_bundle(path: str | Path, model: nn.Module, card: ModelCard, half: bool = False) -> ModelCard:
-    """Write model weights + card atomically; returns the card with arch, config, dtype and model_id filled in."""
+def save_bundle(path: str | Path, model: nn.Module, card: ModelCard, half: bool = False, ood=None) -> ModelCard:
+    """Write model weights + card atomically; returns the card with arch, config, dtype and model_id filled in.
+
+    ood: the model's engine.ood.OodScorer, saved beside the weights (ood.safetensors + ood.json) and
+    described in the card, so grading with this bundle checks for out-of-distribution photographs.
+    """
     path = Path(path)
     arch, config = getattr(model, "arch", ""), getattr(model, "config", None)
     if not is_model(arch) or not isinstance(config, dict):
@@ -247,19 +261,21 @@ def save_bundle(path: str | Path, model: nn.Module, card: ModelCard, half: bool 
     if card.arch and card.arch != arch:
         raise BundleError(f"the card names arch {card.arch!r} but the model is a {arch!r}")
     data = safetensors.torch.save(_state_for_saving(model, half), metadata={"format": "pt", "arch": arch})
+    ood_files = ood.to_files() if ood is not None else {}
     card = replace(
         card,
         arch=arch,
         arch_config=copy.deepcopy(config),
         model_id=hashlib.sha256(data).hexdigest()[:16],
         dtype="float16" if half else "float32",
+        ood=card_entry(ood, ood_files) if ood is not None else None,
     )
     check_card_fits(card)
     try:
         text = json.dumps(card.to_dict(), indent=2, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise BundleError(f"the card cannot be written as JSON ({e})") from None
-    _publish(path, {WEIGHTS_FILE: data, CARD_FILE: (text + "\n").encode("utf-8")})
+    _publish(path, {WEIGHTS_FILE: data, CARD_FILE: (text + "\n").encode("utf-8"), **ood_files})
     return card
 
 
@@ -323,6 +339,14 @@ def _build(p: Path, card: ModelCard, meta: bool = False) -> nn.Module:
         raise BundleError(f"{p}: the card's model cannot be built ({e})") from None
 
 
+def read_ood(path: str | Path, card: ModelCard, dim: int | None = None):
+    """The bundle's engine.ood.OodScorer as its card describes it, or None when the card describes none."""
+    try:
+        return load_for_bundle(path, card.ood, dim)
+    except OodError as e:
+        raise BundleError(str(e)) from None
+
+
 def load_bundle(
     path: str | Path, expect_role: str | None = None, schema: Schema | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ModelCard]:
@@ -357,4 +381,5 @@ def load_bundle(
     if bad:
         raise BundleError(f"{p}: {WEIGHTS_FILE} holds NaN or infinite weights ({summarize_keys(bad)})")
     model.preprocess_cfg = PreprocessConfig.from_card(card)  # as timm attaches pretrained_cfg
+    model.ood_scorer = read_ood(p, card, getattr(model, "feature_dim", None))  # None: no out-of-distribution check
     return model.to(device).eval(), card

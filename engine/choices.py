@@ -17,3 +17,5 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # "cuda:N" picks one GPU
 CAM_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "cividis")  # heat-map colours
 COLORBLIND_SAFE = ("cividis", "viridis")
+CENTRE, LENS = "centre", "lens"  # what a model sees: the centred square of the short side, or a square around the lens
+CROPS = (LENS, CENTRE)

@@ -63,10 +63,14 @@ def predict_loader(model: torch.nn.Module, role: str, loader, device: torch.devi
     return Predictions(np.concatenate(logits), np.concatenate(grades), loss_sum / max(n, 1))
 
 
-def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0):
+def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0,
+                *, crop: str = "centre", lenses=None, margin: float | None = None):
+    """Batches of one split; `train` shuffles and augments. crop, lenses, margin: see GradingDataset."""
     from engine.data.dataset import GradingDataset
+    from engine.preprocess import LENS_MARGIN
 
-    ds = GradingDataset(list(records), schema, image_size, train=train, mean=mean, std=std)
+    ds = GradingDataset(list(records), schema, image_size, train=train, mean=mean, std=std, crop=crop, lenses=lenses,
+                        margin=LENS_MARGIN if margin is None else margin)
     gen = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=False, generator=gen)
 
@@ -112,7 +116,9 @@ def evaluate_on_split(
     if not records:
         raise ValueError(f"the {split} split of {dataset} is empty")
     model.to(dev, memory_format=torch.channels_last)
-    loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size)
+    cfg = model.preprocess_cfg
+    loader = make_loader(records, manifest.schema, card.image_size, card.mean, card.std, False, batch_size,
+                         crop=cfg.crop, margin=cfg.margin)
     preds = predict_loader(model, card.role, loader, dev)
     return {
         "bundle": str(bundle), "split": split, "split_config": split_cfg, "name": card.name,

@@ -112,16 +112,29 @@ def check_image(
     small = _too_small(rgb, circle if plausible else None, config)
     if small is not None:
         problems.append(small)
-    if features is not None and ood is not None:
-        score = float(ood.score(features))
-        measures = replace(measures, ood=score)
-        if score > ood.threshold:
-            problems.append(Problem(OUT_OF_DISTRIBUTION, "The photograph does not look like the photographs this model "
-                                    f"was trained on (distance {score:.1f}, the limit is {ood.threshold:.1f}).",
-                                    score, float(ood.threshold)))
     t2 = time.perf_counter()
     timings = {"find_ms": (t1 - t0) * 1e3, "checks_ms": (t2 - t1) * 1e3, "total_ms": (t2 - t0) * 1e3}
-    return GateResult(not problems, tuple(problems), circle, lens, measures, timings)
+    result = GateResult(not problems, tuple(problems), circle, lens, measures, timings)
+    return with_ood(result, features, ood) if features is not None and ood is not None else result
+
+
+def with_ood(result: GateResult, features: np.ndarray, ood) -> GateResult:
+    """The result with the out-of-distribution check added: the model's pooled features against its OodScorer.
+
+    The grader calls this after its forward pass, with the features of that same pass.
+    """
+    t0 = time.perf_counter()
+    score = float(ood.score(features))
+    problems = list(result.problems)
+    if score > ood.threshold:
+        problems.append(Problem(OUT_OF_DISTRIBUTION, "The photograph does not look like the photographs this model "
+                                f"was trained on (distance {score:.1f}, the limit is {ood.threshold:.1f}).",
+                                score, float(ood.threshold)))
+    timings = dict(result.timings_ms)
+    timings["ood_ms"] = (time.perf_counter() - t0) * 1e3
+    timings["total_ms"] = timings.get("total_ms", 0.0) + timings["ood_ms"]
+    return replace(result, ok=not problems, problems=tuple(problems), measures=replace(result.measures, ood=score),
+                   timings_ms=timings)
 
 
 def _exposure_problems(m: Measures, config: GateConfig) -> list[Problem]:

@@ -1,11 +1,17 @@
-"""`Grader`: a grade and its Grad-CAM from one forward pass and a head-only backward.
+"""`Grader`: the input gate, a grade and its Grad-CAM from one forward pass and a head-only backward.
 
-The backbone runs once without building a graph. Its output (the CAM's target
+Before the forward pass the input gate checks the photograph and finds the lens
+(engine.inputs.prepare; the request may give the circle or skip the checks), and the
+photograph is cropped as the model's card says (the lens square, or the centred square
+of older bundles). The out-of-distribution check scores the pooled features of that same
+forward pass against the bundle's own statistics. A photograph with problems is still
+graded; its result says input_ok False. The backbone runs once without building a graph. Its output (the CAM's target
 layer) is then made a leaf that requires grad, the head (pool + linear for the
 student, the fusion transformer for the teacher) runs on it, and the gradient of
 the request's CAM target (a grade's logit, or the expected grade) flows back to that
 leaf only. pytorch_grad_cam's CAM classes turn those activations and gradients into
-the map. No hooks are ever registered, so the shared model is never left changed.
+the map, which is laid back onto the photograph and kept inside the lens. No hooks are
+ever registered, so the shared model is never left changed.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import torch
 
 import engine.compat  # noqa: F401  (before pytorch_grad_cam)
 from engine.bundle import ModelCard, load_bundle
-from engine.cam import cam_math, place_cam
+from engine.cam import cam_math
 from engine.data.transforms import build_transform
 from engine.device import pick_device
 from engine.evaluation import autocast_for
+from engine.gate import GateConfig
+from engine.inputs import Prepared, finish, place_heat, prepare
 from engine.io import min_side_for, read_image_reduced
 from engine.request import GradeRequest, GraderError
 from engine.resources import default_model_dir, has_card
@@ -57,8 +65,10 @@ class Grader:
         student: str | Path | None = None,
         teacher: str | Path | None = None,
         device: str = "auto",
+        gate_config: GateConfig | None = None,
     ) -> None:
         self.device = pick_device(device)
+        self.gate_config = gate_config or GateConfig()  # the input gate's limits
         student_dir = Path(student) if student else default_model_dir("student")
         if not student and not has_card(student_dir):
             raise GraderError(f"no default model is installed in {student_dir}; pass a model bundle (--model)")
@@ -108,8 +118,8 @@ class Grader:
             rgb = self._check_array(image)
             shape = rgb.shape[:2]
         t1 = time.perf_counter()
-        x = loaded.transform(rgb)[None]
-        r = self._grade_tensors(x, [shape], loaded, request, (time.perf_counter() - t1) * 1e3)[0]
+        prep = prepare(rgb, loaded.transform, request.lens, request.check_input, self.gate_config, shape)
+        r = self._grade_prepared([prep], loaded, request, (time.perf_counter() - t1) * 1e3)[0]
         timings = {"decode_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return replace(r, timings_ms=timings, source=source)
 
@@ -137,26 +147,31 @@ class Grader:
         mask = torch.tensor([[v is not None for v in values]], dtype=torch.bool, device=self.device)
         return sub.expand(n, -1), mask.expand(n, -1)
 
-    def _grade_tensors(self, x: torch.Tensor, shapes: list[tuple[int, int]], loaded: _Loaded, request: GradeRequest,
-                       prep_ms: float) -> list[GradeResult]:
-        """Grade a preprocessed batch; `shapes` are the source images' (height, width) for the CAMs."""
-        n = len(shapes)
-        x = x.to(self.device, memory_format=torch.channels_last)
+    def _grade_prepared(self, preps: list[Prepared], loaded: _Loaded, request: GradeRequest,
+                        prep_ms: float) -> list[GradeResult]:
+        """Grade a batch of prepared photographs: one forward pass, the OOD check on its features, the heat maps."""
+        n = len(preps)
+        x = torch.stack([p.x for p in preps]).to(self.device, memory_format=torch.channels_last)
+        scorer = getattr(loaded.model, "ood_scorer", None)
+        want_pooled = scorer is not None and any(p.gate is not None for p in preps)
         t1 = time.perf_counter()
         with self._lock:
-            out, logits, maps, t2 = self._forward(loaded, x, self._head_args(request, n), request)
+            out, logits, maps, pooled, t2 = self._forward(loaded, x, self._head_args(request, n), request, want_pooled)
         t3 = time.perf_counter()
         probs = torch.softmax(logits / loaded.card.calibration_temperature, dim=1).cpu().numpy()
         sub_pred = self._sub_predictions(out)
         explained = request.target.explained(logits) if request.cam else [None] * n
         weigh = cam_math(request.cam_method) if maps is not None else None
         head_ms = (t3 - t2) * 1e3
+        crop = loaded.model.preprocess_cfg.crop
         results = []
-        for i, (height, width) in enumerate(shapes):
+        for i, prep in enumerate(preps):
             heat = None
             if weigh is not None:
                 raw = weigh.heat(maps[0][i : i + 1], maps[1][i : i + 1])
-                heat = place_cam(raw, loaded.model.preprocess_cfg.crop_box(height, width), height, width)
+                heat = place_heat(raw, prep.box, *prep.shape, prep.circle)
+            checked = finish(prep, crop, None if pooled is None else pooled[i], scorer)
+            gate_ms = checked.timings_ms.get("total_ms", 0.0)
             p = probs[i]
             grade = int(p.argmax())
             results.append(GradeResult(
@@ -164,13 +179,17 @@ class Grader:
                 expected_grade=float((p * np.arange(len(p))).sum()), sublabels_predicted=sub_pred[i] if sub_pred else {},
                 sublabels_used=None if request.sublabels is None else dict(request.sublabels), cam=heat,
                 cam_target=explained[i], model=loaded.info, device=str(self.device),
-                timings_ms={"preprocess_ms": prep_ms, "backbone_ms": (t2 - t1) * 1e3,
-                            "head_cam_ms": head_ms + (time.perf_counter() - t3) * 1e3 / n},
+                timings_ms={"gate_ms": gate_ms, "preprocess_ms": max(prep_ms - gate_ms, 0.0),
+                            "backbone_ms": (t2 - t1) * 1e3, "head_cam_ms": head_ms + (time.perf_counter() - t3) * 1e3 / n},
+                input=checked,
             ))
         return results
 
-    def _forward(self, loaded: _Loaded, x: torch.Tensor, head_args: tuple, request: GradeRequest):
-        """(head output, float logits, (activations, gradients) or None, time the backbone ended)."""
+    def _forward(self, loaded: _Loaded, x: torch.Tensor, head_args: tuple, request: GradeRequest, pooled: bool):
+        """(head output, float logits, (activations, gradients) or None, pooled features or None, backbone end time).
+
+        pooled: also return the (B, C) pooled CAM-layer features (engine.ood.pooled_features) of this pass.
+        """
         model = loaded.model
         with torch.inference_mode(), autocast_for(self.device):
             feats = model.forward_features(x)
@@ -178,7 +197,8 @@ class Grader:
         if not request.cam:
             with torch.inference_mode():
                 out = model.forward_head(feats.float(), *head_args)
-            return out, out["logits"].float(), None, t2
+                mean = model.cam_activations(feats).float().mean(dim=(2, 3)).cpu().numpy() if pooled else None
+            return out, out["logits"].float(), None, mean, t2
         # A fresh leaf: the backward below stops here, at the CAM's target layer.
         feats = feats.float().clone().requires_grad_(True)
         with torch.enable_grad():
@@ -187,7 +207,7 @@ class Grader:
             (grads,) = torch.autograd.grad(request.target(logits, loaded.card.calibration_temperature), feats)
         acts = model.cam_activations(feats.detach()).float().cpu().numpy()
         grads = model.cam_activations(grads).float().cpu().numpy()
-        return out, logits.detach(), (acts, grads), t2
+        return out, logits.detach(), (acts, grads), acts.mean(axis=(2, 3)) if pooled else None, t2
 
     def _sub_predictions(self, out: dict) -> list[dict[str, int]]:
         heads = out.get("sub_logits")
@@ -216,12 +236,13 @@ class Grader:
 
     def _grade_files(self, paths: list[str], loaded: _Loaded, request: GradeRequest, batch_size: int, workers: int):
         def load(p: str):
-            # Decode and preprocess off the compute thread.
+            # Decode, check and crop off the compute thread.
             try:
                 decoded = read_image_reduced(p, min_side_for(loaded.card.image_size))
-                return loaded.transform(decoded.rgb), decoded.full_size, None
+                return prepare(decoded.rgb, loaded.transform, request.lens, request.check_input, self.gate_config,
+                               decoded.full_size), None
             except (ValueError, OSError) as e:
-                return None, None, str(e)
+                return None, str(e)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             window = max(batch_size * 2, 4)
@@ -244,13 +265,10 @@ class Grader:
                         f.cancel()
 
     def _flush(self, pending, loaded: _Loaded, request: GradeRequest):
-        good = [q for q in pending if q[1] is not None]
-        results = iter([])
-        if good:
-            x = torch.stack([q[1] for q in good])
-            results = iter(self._grade_tensors(x, [q[2] for q in good], loaded, request, 0.0))
-        for p, tensor, _shape, err in pending:
-            if tensor is None:
+        good = [q[1] for q in pending if q[1] is not None]
+        results = iter(self._grade_prepared(good, loaded, request, 0.0) if good else [])
+        for p, prep, err in pending:
+            if prep is None:
                 yield p, None, err
             else:
                 yield p, replace(next(results), source=p), None

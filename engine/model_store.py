@@ -69,8 +69,9 @@ def _sha256_16(path: Path) -> str:
 
 
 def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
-    """The bundle's card, after checking it can be made active: readable card, right role, intact weights."""
-    from engine.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, check_card_fits, load_bundle, read_card
+    """The bundle's card, after checking it can be made active: readable card, right role, intact weights
+    and, when its card describes them, intact out-of-distribution statistics."""
+    from engine.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, check_card_fits, load_bundle, read_card, read_ood
     from engine.bundle_check import CheckError, check_forward
 
     p = Path(path)
@@ -88,6 +89,10 @@ def check_bundle(path: str | Path, role: str | None = None) -> ModelCard:
         raise StoreError(f"{p} has no {WEIGHTS_FILE}, so it cannot become the active {card.role}")
     if card.model_id and _sha256_16(weights) != card.model_id:
         raise StoreError(f"{weights} is not the file its card describes (it was changed or damaged after training)")
+    try:
+        read_ood(p, card)  # checked every time: the statistics are not part of the weights' digest
+    except BundleError as e:
+        raise StoreError(f"{e}, so it cannot become the active {card.role}") from None
     # Loaded and tried, as grading will use it: a bundle that cannot grade never becomes active.
     key = (str(p.resolve()), card.model_id, (p / CARD_FILE).stat().st_mtime_ns)
     if card.model_id and key in _TRIED:

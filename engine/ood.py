@@ -11,6 +11,7 @@ and provenance), so a bundle can carry the statistics of its own training set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable
@@ -22,10 +23,11 @@ import safetensors.numpy
 from safetensors import SafetensorError
 
 from engine.errors import EngineError
-from engine.fsutil import atomic_write_bytes, atomic_write_text
+from engine.fsutil import atomic_write_bytes
 
 OOD_WEIGHTS = "ood.safetensors"
 OOD_CARD = "ood.json"
+OOD_FILES = (OOD_WEIGHTS, OOD_CARD)
 FORMAT = "cataract-grader-ood"
 FORMAT_VERSION = 1
 DEFAULT_QUANTILE = 0.995
@@ -135,17 +137,20 @@ class OodScorer:
         """True for each image whose distance is above the threshold."""
         return self.scores(features) > self.threshold
 
-    def save(self, folder: str | Path) -> None:
-        """Write ood.safetensors and ood.json into folder (each through a temporary file)."""
-        folder = Path(folder)
+    def to_files(self) -> dict[str, bytes]:
+        """The two files' contents: ood.safetensors (mean, precision) and ood.json (threshold and provenance)."""
         data = safetensors.numpy.save({"mean": self.mean, "precision": self.precision}, metadata={"format": FORMAT})
         card = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "dim": self.dim, "threshold": self.threshold,
             "quantile": self.quantile, "n_images": self.n_images, "shrinkage": self.shrinkage,
             "distance": "mahalanobis", "covariance": "ledoit-wolf",
         }
-        atomic_write_bytes(folder / OOD_WEIGHTS, data)
-        atomic_write_text(folder / OOD_CARD, json.dumps(card, indent=2) + "\n")
+        return {OOD_WEIGHTS: data, OOD_CARD: (json.dumps(card, indent=2) + "\n").encode("utf-8")}
+
+    def save(self, folder: str | Path) -> None:
+        """Write ood.safetensors and ood.json into folder (each through a temporary file)."""
+        for name, data in self.to_files().items():
+            atomic_write_bytes(Path(folder) / name, data)
 
     @classmethod
     def load(cls, folder: str | Path) -> OodScorer:
@@ -175,6 +180,60 @@ class OodScorer:
         return cls(mean.astype(np.float64), precision.astype(np.float64), float(threshold),
                    float(card.get("quantile", DEFAULT_QUANTILE)), int(card.get("n_images", 0)),
                    float(card.get("shrinkage", 0.0)))
+
+
+# ---- in a model bundle ----------------------------------------------------------------------------
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def card_entry(scorer: OodScorer, files: dict[str, bytes]) -> dict:
+    """What a model card says of the statistics beside its weights: threshold, size, and each file's digest."""
+    return {"dim": scorer.dim, "threshold": scorer.threshold, "quantile": scorer.quantile, "n_images": scorer.n_images,
+            "files": {name: _digest(data) for name, data in sorted(files.items())}}
+
+
+def entry_problem(entry: object) -> str | None:
+    """Why a card's `ood` field is unusable (None when it is null or well formed)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        return "card field 'ood' must be a JSON object or null"
+    files = entry.get("files")
+    if not isinstance(files, dict) or set(files) != set(OOD_FILES) or not all(isinstance(v, str) for v in files.values()):
+        return f"card field 'ood' must name the digests of {' and '.join(OOD_FILES)}"
+    dim, threshold = entry.get("dim"), entry.get("threshold")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        return f"card field 'ood' has no usable dim ({dim!r})"
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (math.isfinite(threshold) and threshold > 0):
+        return f"card field 'ood' has no usable threshold ({threshold!r})"
+    return None
+
+
+def load_for_bundle(folder: str | Path, entry: dict | None, dim: int | None = None) -> OodScorer | None:
+    """The statistics a bundle's card describes (None when it describes none), checked against the card.
+
+    Raises OodError when the files are missing, changed since training, damaged, or of
+    another width than the model's features.
+    """
+    if entry is None:
+        return None
+    folder = Path(folder)
+    for name in OOD_FILES:
+        try:
+            data = (folder / name).read_bytes()
+        except FileNotFoundError:
+            raise OodError(f"{folder}: the card describes out-of-distribution statistics but {name} is missing") from None
+        except OSError as e:
+            raise OodError(f"{folder / name} cannot be read ({e.strerror or e})") from None
+        if _digest(data) != entry["files"][name]:
+            raise OodError(f"{folder / name} is not the file its card describes (it was changed or damaged after "
+                           "training)")
+    scorer = OodScorer.load(folder)
+    if scorer.dim != entry["dim"] or (dim is not None and scorer.dim != dim):
+        raise OodError(f"{folder}: the out-of-distribution statistics are {scorer.dim}-dimensional, but the model's "
+                       f"features have {dim if dim is not None else entry['dim']}")
+    return scorer
 
 
 def pooled_features(model, x) -> object:

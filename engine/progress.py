@@ -59,6 +59,16 @@ class ImagesEvent(ProgressEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LensesEvent(ProgressEvent):
+    """Before the first epoch of a lens-crop job: the lens looked for in `done` of `total` photographs, `found` found."""
+
+    kind: ClassVar[str] = "lenses"
+    done: int = 0
+    total: int = 0
+    found: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class BatchEvent(ProgressEvent):
     """At most about once a second within an epoch: the loss of the latest step."""
 
@@ -107,7 +117,8 @@ class ErrorEvent(ProgressEvent):
     message: str = "the job failed"
 
 
-EVENT_TYPES: dict[str, type[ProgressEvent]] = {c.kind: c for c in (StartEvent, ImagesEvent, BatchEvent, EpochEvent,
+EVENT_TYPES: dict[str, type[ProgressEvent]] = {c.kind: c for c in (StartEvent, ImagesEvent, LensesEvent, BatchEvent,
+                                                                     EpochEvent,
                                                                      DoneEvent, ErrorEvent)}
 ProgressCallback = Callable[[ProgressEvent], None]
 

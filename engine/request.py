@@ -1,10 +1,11 @@
 """What the caller asks of the grader: one frozen `GradeRequest`, validated once when built.
 
 Who answers (the student, or with sub-labels the fusion teacher), whether a heat map is
-drawn, what it explains (a `CamTarget`) and how it is weighed (a CAM method). The CLI and
-the GUI both build one; `Grader.grade(image, request)` serves it. Every field has a
-default, so a later need (a manual lens circle and a skip-the-checks flag for the input
-gate, the case a grade is recorded in) is one more field, not one more argument.
+drawn, what it explains (a `CamTarget`) and how it is weighed (a CAM method), where the
+lens is when the clinician has placed it (`lens`, else the finder looks), and whether the
+input gate checks the photograph first (`check_input`). The CLI and the GUI both build one;
+`Grader.grade(image, request)` serves it. Every field has a default, so a later need (the
+case a grade is recorded in) is one more field, not one more argument.
 
 CAM targets are small callables as in pytorch-grad-cam: given the head's logits for a
 batch, a target returns the scalar whose gradient the heat map shows.
@@ -12,12 +13,14 @@ batch, a target returns the scalar whose gradient the heat map shows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from engine.choices import CAM_METHODS, STUDENT, TEACHER
 from engine.errors import EngineError
+from engine.roi import Circle
 from engine.schema import GRADES, Schema
 
 if TYPE_CHECKING:
@@ -121,9 +124,15 @@ class GradeRequest:
     target: CamTarget = PREDICTED  # a CamTarget, or anything cam_target() reads
     cam_method: str = "gradcam"
     schema: Schema | None = field(default=None, repr=False, compare=False)  # what the sub-labels were checked against
+    lens: Circle | None = None  # the lens in pixels of the photograph, placed by the clinician; None: the finder looks
+    check_input: bool = True  # the input gate's checks before the grade (False: research use, no checks)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", cam_target(self.target))
+        if self.lens is not None:
+            object.__setattr__(self, "lens", lens_circle(self.lens))
+        if not isinstance(self.check_input, bool):
+            raise GraderError(f"check_input must be True or False, not {self.check_input!r}")
         if self.cam_method not in CAM_METHODS:
             raise GraderError(f"unknown CAM method {self.cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
         if self.sublabels is not None:
@@ -140,5 +149,26 @@ class GradeRequest:
     def explaining(self, target: object) -> GradeRequest:
         """The same request with the heat map explaining `target` instead."""
         return replace(self, target=cam_target(target))
+
+    def with_lens(self, lens: object) -> GradeRequest:
+        """The same request with the clinician's lens circle (None: the finder looks again)."""
+        return replace(self, lens=None if lens is None else lens_circle(lens))
+
+
+def lens_circle(value: object) -> Circle:
+    """A Circle from itself or from (cx, cy, r) numbers, refused unless the centre is finite and the radius above 0."""
+    if isinstance(value, Circle):
+        parts: tuple = (value.cx, value.cy, value.r)
+    elif isinstance(value, (tuple, list)) and len(value) == 3:
+        parts = tuple(value)
+    else:
+        raise GraderError(f"a lens circle is three numbers cx, cy, r (pixels of the photograph), not {value!r}")
+    try:
+        cx, cy, r = (float(v) for v in parts if not isinstance(v, bool))
+    except (TypeError, ValueError):
+        raise GraderError(f"a lens circle is three numbers cx, cy, r (pixels of the photograph), not {value!r}") from None
+    if not (math.isfinite(cx) and math.isfinite(cy) and math.isfinite(r) and r > 0):
+        raise GraderError(f"a lens circle needs a finite centre and a radius above 0, not {cx:g}, {cy:g}, {r:g}")
+    return Circle(cx, cy, r)
 
 

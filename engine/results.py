@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.inputs import InputCheck
+
+# The input gate's columns of a result's CSV row, after model_id.
+GATE_CSV_COLUMNS = ("input_ok", "input_problems", "lens_cx", "lens_cy", "lens_r", "lens_source", "ood_score")
+PROBLEM_SEPARATOR = " | "  # between the sentences of the input_problems column
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -27,7 +33,9 @@ class GradeResult:
     """One graded image.
 
     `probabilities` are calibrated (the card's temperature); `cam` is a float32
-    heat map in [0, 1] at the input image's resolution, or None when not asked for.
+    heat map in [0, 1] at the input image's resolution, zero outside the lens, or None
+    when not asked for. `input` is the input gate's answer: a photograph with problems is
+    still graded (so a clinician may grade it anyway), with `input_ok` False.
     """
 
     grade: int
@@ -42,6 +50,17 @@ class GradeResult:
     device: str = "cpu"
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str | None = None  # file path, when graded from a file
+    input: InputCheck | None = None  # the input gate's checks and the lens the model used
+
+    @property
+    def input_ok(self) -> bool | None:
+        """True when the photograph passed the input gate, False when it has problems, None when not checked."""
+        return None if self.input is None else self.input.ok
+
+    @property
+    def input_problems(self) -> list[str]:
+        """The input gate's problems, one sentence each."""
+        return [] if self.input is None else self.input.reasons
 
     def csv_row(self, schema_names: tuple[str, ...]) -> dict[str, object]:
         """The CLI's and the GUI's CSV export share this row."""
@@ -54,5 +73,20 @@ class GradeResult:
         for name in schema_names:
             row[f"pred_{name}"] = self.sublabels_predicted.get(name, "")
         row["model_id"] = self.model.model_id if self.model else ""
+        row.update(self.gate_columns())
         row["error"] = ""
         return row
+
+    def gate_columns(self) -> dict[str, object]:
+        """The GATE_CSV_COLUMNS of this result ("" where there is nothing to say)."""
+        check, ok = self.input, self.input_ok
+        c = check.circle if check else None
+        return {
+            "input_ok": "" if ok is None else str(ok).lower(),
+            "input_problems": PROBLEM_SEPARATOR.join(self.input_problems),
+            "lens_cx": "" if c is None else round(float(c.cx), 1),
+            "lens_cy": "" if c is None else round(float(c.cy), 1),
+            "lens_r": "" if c is None else round(float(c.r), 1),
+            "lens_source": (check.source or "") if check else "",
+            "ood_score": "" if check is None or check.ood_score is None else round(check.ood_score, 2),
+        }

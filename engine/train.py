@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.fsutil import atomic_write_bytes
-from engine.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, LENS, LENS_MARGIN
 from engine.progress import (
     BatchEvent,
     CancelToken,
@@ -77,6 +77,8 @@ class _Run:
     teacher: Any = None
     tcard: Any = None
     teacher_notes: dict = field(default_factory=dict)
+    lenses: Any = None  # engine.data.lenses.LensTable with crop "lens", else None
+    lens_notes: dict = field(default_factory=dict)
     start_epoch: int = 1
     best: float = -math.inf
     best_epoch: int = 0
@@ -109,6 +111,10 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         image_size=cfg.image_size, out=str(run.out),
     ))
     verify_images(run.manifest, run.log)  # every image decoded before the first epoch, with progress events
+    if run.lenses is not None:  # every photograph's lens found once, before the first epoch
+        from engine.train_gate import locate_lenses
+
+        run.lens_notes = locate_lenses(run.manifest, run.lenses, run.out, run.log)
     stopped_early = False
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         _train_epoch(run, epoch, cancel, progress)
@@ -141,17 +147,29 @@ def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     if not parts["train"] or not parts["val"]:
         raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed)
-    val_loader = make_loader(parts["val"], manifest.schema, cfg.image_size, mean, std, False, cfg.batch_size)
+    lenses = _lens_table(cfg)
+    crop = dict(crop=cfg.crop, lenses=lenses)
+    train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed,
+                               **crop)
+    val_loader = make_loader(parts["val"], manifest.schema, cfg.image_size, mean, std, False, cfg.batch_size, **crop)
     model = _build_model(cfg, manifest.schema).to(device, memory_format=torch.channels_last)
     tmodel = teacher.model if teacher is not None else None
     loss_fn = _build_loss(cfg, manifest.schema, getattr(model, "feature_dim", 0), getattr(tmodel, "dim", None), tmodel)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     run = _Run(cfg, out, device, log, manifest, parts, train_loader, val_loader, model, loss_fn,
-               _optimiser(cfg, model, loss_fn), teacher, tcard, notes)
+               _optimiser(cfg, model, loss_fn), teacher, tcard, notes, lenses)
     _resume(run)
     return run
+
+
+def _lens_table(cfg: TrainConfig):
+    """The run's shared table of lens circles for crop "lens" (filled before the first epoch), else None."""
+    if cfg.crop != LENS:
+        return None
+    from engine.data.lenses import LensTable
+
+    return LensTable()
 
 
 def _seed_everything(seed: int) -> None:
@@ -164,7 +182,14 @@ def _load_teachers(cfg: TrainConfig, schema, device: torch.device):
     """(teacher, primary card, card notes) for a kd job; (None, None, {}) otherwise."""
     if cfg.job != "kd":
         return None, None, {}
+    from engine.bundle import read_card
     from engine.distill import load_teachers
+
+    for path in [cfg.teacher, *cfg.extra_teachers]:
+        seen = read_card(path).crop
+        if seen != cfg.crop:  # the teacher grades the student's batches: both must see the same part of the photograph
+            raise TrainError(f"the teacher {path} was trained on the {seen} crop but this student is trained on the "
+                             f"{cfg.crop} crop; train the student with --crop {seen}, or a teacher with --crop {cfg.crop}")
 
     return load_teachers([cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
                          attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature)
@@ -312,10 +337,12 @@ def _write_bundle(run: _Run):
     val_preds = predict_loader(model, run.role, run.val_loader, run.device)
     temperature = fit_temperature(val_preds.logits, val_preds.grades)
     metrics = {"val": val_preds.metrics(temperature)}
+    crop = dict(crop=cfg.crop, lenses=run.lenses)
     if run.parts["test"]:
         test_loader = make_loader(run.parts["test"], schema, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, False,
-                                  cfg.batch_size)
+                                  cfg.batch_size, **crop)
         metrics["test"] = predict_loader(model, run.role, test_loader, run.device).metrics(temperature)
+    ood, ood_notes = _fit_ood(run, **crop)
     tcard = run.tcard
     card = ModelCard(
         role=run.role, name=cfg.name or _default_name(cfg), arch=model.arch,
@@ -324,12 +351,25 @@ def _write_bundle(run: _Run):
         fusion=cfg.fusion if run.role == "teacher" else None,
         teacher={"name": tcard.name, "model_id": tcard.model_id} if tcard else None,
         data_fingerprint=dataset_fingerprint(run.manifest), seed=cfg.seed, epochs=run.best_epoch,
-        metrics=metrics, calibration_temperature=temperature, notice=cfg.notice,
+        metrics=metrics, calibration_temperature=temperature, notice=cfg.notice, crop=cfg.crop,
+        crop_margin=LENS_MARGIN if cfg.crop == LENS else None,
         extra={"job": cfg.job, "split": {"seed": cfg.split_seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
                "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "out")},
+               **({"lens_finder": run.lens_notes} if run.lens_notes else {}), "ood": ood_notes,
                **run.teacher_notes, **cfg.extra},
     )
-    return metrics, save_bundle(run.out / "bundle", model.cpu(), card)
+    return metrics, save_bundle(run.out / "bundle", model.cpu(), card, ood=ood)
+
+
+def _fit_ood(run: _Run, **crop):
+    """The best weights' out-of-distribution statistics over the training split, seen as grading sees it."""
+    from engine.evaluation import make_loader
+    from engine.train_gate import fit_ood
+
+    cfg = run.cfg
+    loader = make_loader(run.parts["train"], run.manifest.schema, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, False,
+                         cfg.batch_size, **crop)
+    return fit_ood(run.model, loader, run.device)
 
 
 def _default_name(cfg: TrainConfig) -> str:

@@ -14,7 +14,7 @@ import json
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from engine.choices import DISTANCES, FUSIONS, JOBS, OPTIMIZERS, TOKEN_LAYOUTS
+from engine.choices import CROPS, DISTANCES, FUSIONS, JOBS, LENS, OPTIMIZERS, TOKEN_LAYOUTS
 from engine.errors import EngineError
 from engine.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -65,6 +65,9 @@ class TrainConfig:
     token_layout: str = option("grid", "teacher image tokens", choices=TOKEN_LAYOUTS, jobs=TEACHER)
     epochs: int = option(20, "training epochs", low=1, high=10_000)
     image_size: int = option(128, "network input size in pixels", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
+    crop: str = option(LENS, "what the model sees: lens (a square around the lens the finder sees, as grading "
+                       "crops it) or centre (the centred square of the short side, as bundles before the lens crop)",
+                       choices=CROPS)
     batch_size: int = option(32, "images per step", low=1, high=4096)
     lr: float = option(1e-3, "peak learning rate", low=1e-6, high=1.0)
     weight_decay: float = option(0.05, "weight decay", low=0.0, high=1.0)

@@ -50,6 +50,14 @@ def tiny_bundles(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lens_bundle(tmp_path_factory):
+    """An untrained 64 px student with the lens crop and OOD statistics (tests/gate_helpers.py)."""
+    from gate_helpers import make_lens_bundle
+
+    return make_lens_bundle(tmp_path_factory.mktemp("lens") / "student")
+
+
+@pytest.fixture(scope="session")
 def teachers(tiny_dataset, tmp_path_factory):
     """(co-attention teacher run, image-only teacher run), one epoch each at 64 px, through the CLI."""
     from model_builders import FAST

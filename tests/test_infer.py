@@ -89,7 +89,7 @@ def test_one_pass_cam_equals_pytorch_grad_cam_own_route(grader, target):
     targets = list(range(8)) if target == "each grade" else [None if target == "predicted" else target]
     nonzero = 0
     for t in targets:
-        ours = grader.grade(img, GradeRequest(target=t))
+        ours = grader.grade(img, GradeRequest(target=t, check_input=False))  # unmasked: the lens mask is tested apart
         ref = _reference_gradcam(grader, img, ours.grade if t is None else t)
         assert ref.shape == ours.cam.shape
         if ref.max() == 0:  # no region raises this grade: both must say so
@@ -191,9 +191,13 @@ def test_predict_cli_writes_csv_rows_and_cams(tiny_bundles, tmp_path, capsys):
     assert len(rows) == 3
     header = list(rows[0])
     assert header[:11] == ["file", "grade", "confidence", *[f"p{k}" for k in range(8)]]
-    assert header[-2:] == ["model_id", "error"] and "pred_central_involvement" in header
+    assert header[-9:] == ["model_id", "input_ok", "input_problems", "lens_cx", "lens_cy", "lens_r", "lens_source",
+                           "ood_score", "error"] and "pred_central_involvement" in header
     bad = next(r for r in rows if r["file"].endswith("e1.png"))
-    assert bad["error"] and bad["grade"] == ""
+    assert bad["error"] and bad["grade"] == "" and bad["input_ok"] == ""
+    good = [r for r in rows if r is not bad]
+    assert all(r["input_ok"] in ("true", "false") for r in good)
+    assert all((r["input_ok"] == "false") == bool(r["input_problems"]) for r in good)
     assert sorted(p.name for p in cams.iterdir()) == ["e0_cam.png", "e2_cam.png"]
 
 

@@ -43,3 +43,21 @@ def test_training_and_grading_decode_a_large_photo_alike(large_photo):
     expected = preprocess_eval(reduced.rgb, 64)
     assert ds[0]["image"].equal(expected)
     assert (ds[0]["image"] - preprocess_eval(read_image(large_photo), 64)).abs().mean() < 0.02
+
+
+def test_a_lens_crop_of_a_large_photo_speaks_in_the_files_pixels(lens_bundle, large_photo):
+    from engine.infer import Grader
+    from engine.inputs import disc_mask
+    from engine.request import GradeRequest
+    from engine.roi import Circle
+
+    grader = Grader(lens_bundle, teacher=None, device="cpu")
+    found = grader.grade(large_photo)  # decoded at 1/2: the circle and the heat map are in full-size pixels
+    full = grader.grade(read_image(large_photo))
+    assert found.cam.shape == (2200, 2600)
+    assert found.input.circle.iou(full.input.circle) > 0.95
+    given = Circle(full.input.circle.cx + 40, full.input.circle.cy, full.input.circle.r)
+    r = grader.grade(large_photo, GradeRequest(lens=given))
+    assert r.input.circle.iou(given) > 0.99 and r.input.source == "given"
+    inside = disc_mask(2200, 2600, given)
+    assert r.cam[inside == 1].max() > 0 and r.cam[inside == 0].max() == 0

@@ -30,12 +30,12 @@ def test_the_transform_is_preprocess_eval_and_the_box_is_the_centred_square():
 
 
 def test_an_unknown_crop_is_refused_with_a_sentence(tiny_bundles, tmp_path):
-    with pytest.raises(PreprocessError, match="crop 'lens' is not one this app applies"):
-        PreprocessConfig(64, crop="lens")
+    with pytest.raises(PreprocessError, match="crop 'ring' is not one this app applies"):
+        PreprocessConfig(64, crop="ring")
     bundle = tmp_path / "student"
     shutil.copytree(tiny_bundles[0], bundle)
     card = json.loads((bundle / "card.json").read_text())
     assert card["crop"] == CENTRE == read_card(bundle).crop  # new bundles write the field
-    (bundle / "card.json").write_text(json.dumps({**card, "crop": "lens"}))
-    with pytest.raises(BundleError, match="card crop must be one of centre, not 'lens'"):
+    (bundle / "card.json").write_text(json.dumps({**card, "crop": "ring"}))
+    with pytest.raises(BundleError, match="card crop must be one of lens, centre, not 'ring'"):
         load_bundle(bundle)

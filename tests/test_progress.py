@@ -25,7 +25,7 @@ def test_the_wire_format_keeps_its_keys_in_order():
     assert list(epoch.to_dict()) == ["event", "epoch", "epochs", "train_loss", "val_loss", "val_acc", "val_qwk",
                                      "val_mae", "lr", "seconds", "images_per_s", "best_epoch"]
     assert json.loads(ErrorEvent(message="no labels").to_json()) == {"event": "error", "message": "no labels"}
-    assert set(EVENT_TYPES) == {"start", "images", "batch", "epoch", "done", "error"}
+    assert set(EVENT_TYPES) == {"start", "images", "lenses", "batch", "epoch", "done", "error"}
 
 
 def test_every_event_round_trips_through_a_json_line():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from cataract_app.retrain.launch import ROLE_OF_JOB
-from engine.progress import BatchEvent, DoneEvent, EpochEvent, ErrorEvent, ProgressEvent, StartEvent
+from engine.progress import BatchEvent, DoneEvent, EpochEvent, ErrorEvent, LensesEvent, ProgressEvent, StartEvent
 
 
 def _pct(value) -> str:
@@ -30,6 +30,9 @@ def describe(event: ProgressEvent) -> str | None:
             what = "student, distilled from the teacher,"
         return (f"Training the {what} at {event.image_size} px on {event.device}: {event.n_train} training, "
                 f"{event.n_val} validation, {event.n_test} test images; {event.epochs} epochs{resumed}.")
+    if isinstance(event, LensesEvent) and event.done == event.total:
+        return (f"Lens found in {event.found} of {event.total} photographs; the others are cropped to the "
+                "centred square.")
     if isinstance(event, EpochEvent):
         best = "  (best so far)" if event.best_epoch == event.epoch else ""
         return (f"Epoch {event.epoch}/{event.epochs}: train loss {_num(event.train_loss)}, "

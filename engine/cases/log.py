@@ -104,7 +104,8 @@ class CaseLog:
 
         `image` defaults to the result's source file. Patient, eye and date fill blanks of an
         existing case; a different value is refused rather than overwritten. `gate` is the input
-        gate's result (a dict or dataclass); `sublabels` are the values the clinician entered.
+        gate's result (a dict or dataclass; by default the result's own, `result.input.to_dict()`,
+        whose keys docs/input-gate.md lists); `sublabels` are the values the clinician entered.
         `image_sha256` may be given when the caller hashed the file already (while the model ran).
         """
         source = image if image is not None else result.source
@@ -112,6 +113,8 @@ class CaseLog:
             raise CaseLogError("a case needs the image file it was graded from; this result has no source path")
         path = str(Path(source).expanduser().resolve())
         _check_result(result)
+        if gate is None and getattr(result, "input", None) is not None:
+            gate = result.input.to_dict()
         details = {"patient_id": check_patient_id(patient_id), "eye": check_eye(eye),
                    "visit_date": check_visit_date(visit_date)}
         sha = check_sha256(image_sha256) if image_sha256 is not None else hash_image(path)

@@ -145,6 +145,8 @@ def _add(log, args: argparse.Namespace) -> int:
             print(f"{item.path}: error: {item.error}", file=sys.stderr)
             continue
         done += 1
+        if item.result.input_ok is False:  # recorded all the same, with the gate's sentences in the case
+            print(f"{item.path}: recorded with input problems: {' '.join(item.result.input_problems)}", file=sys.stderr)
         _print_summary(case, args.json)
     print(f"{done} of {len(paths)} images recorded in {log.path}", file=sys.stderr)
     if done == 0:

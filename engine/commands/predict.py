@@ -3,6 +3,9 @@
 With no --model, the default bundle shipped in resources/models/ is used. Batch
 mode (--dir or several images) decodes on a thread pool overlapped with batched
 compute; an unreadable file becomes a row with an error, never an aborted batch.
+Each photograph passes the input gate first: one with problems is still graded, and
+its row says input_ok false with the problems as sentences (--no-input-check skips
+the checks, for research). --lens cx,cy,r gives the lens circle of one photograph.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"({' and '.join(COLORBLIND_SAFE)} are colour-blind safe)")
     p.add_argument("--csv", help="write one row per image to this CSV file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--lens", metavar="CX,CY,R",
+                   help="the lens circle in pixels of the photograph (one image only): the finder is skipped")
+    p.add_argument("--no-input-check", action="store_true",
+                   help="grade without the input gate's checks (research use; input_ok is then empty)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
@@ -46,6 +53,21 @@ def _target(args: argparse.Namespace):
         return cam_target(args.cam_target.strip().lower())
     except GraderError as e:
         raise CommandError(f"--cam-target {args.cam_target!r}: {e}") from None
+
+
+def parse_lens(text: str | None):
+    """--lens "cx,cy,r" as a Circle, refused before any model is loaded (None when not given)."""
+    from engine.commands import CommandError
+    from engine.request import GraderError, lens_circle
+
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return lens_circle(tuple(float(p) for p in parts))
+    except (ValueError, GraderError) as e:
+        detail = str(e) if isinstance(e, GraderError) else "three numbers are needed"
+        raise CommandError(f"--lens {text!r}: {detail} (for example --lens 320,240,150)") from None
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
@@ -69,11 +91,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.fsutil import atomic_write_text
     from engine.infer import Grader
 
-    paths, target = _inputs(args), _target(args)
+    paths, target, lens = _inputs(args), _target(args), parse_lens(args.lens)
+    if lens is not None and len(paths) != 1:
+        raise CommandError(f"--lens is the circle of one photograph, but {len(paths)} images were given")
     try:
         sublabels = None if args.sublabels is None else parse_sublabels(args.sublabels)
         grader = Grader(args.model, args.teacher, device=args.device)
-        request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method)
+        request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method,
+                                 lens=lens, check_input=not args.no_input_check)
         graded = grade_batch(grader, paths, request, batch_size=args.batch_size, workers=args.workers)
     except (ValueError, OSError) as e:
         raise CommandError(str(e)) from None
@@ -109,8 +134,10 @@ def _show(path: str, result, row: dict, args: argparse.Namespace, cam_dir: Path 
         blended = overlay_cam(read_image(path), result.cam, args.colormap)
         cv2.imwrite(str(cam_dir / (Path(path).stem + "_cam.png")), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
     if args.json:
-        print(json.dumps({**row, "expected_grade": round(result.expected_grade, 3),
+        print(json.dumps({**row, "input_ok": result.input_ok, "input_problems": result.input_problems,
+                          "expected_grade": round(result.expected_grade, 3),
                           "model": result.model.name if result.model else None, "device": result.device}))
     elif not args.csv:
+        flagged = "" if result.input_ok is not False else " - input problems: " + " ".join(result.input_problems)
         print(f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
-              f"{result.model.name})")
+              f"{result.model.name}){flagged}")

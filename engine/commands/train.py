@@ -2,7 +2,7 @@
 
 Writes RUNDIR/bundle/ (model.safetensors + card.json) and RUNDIR/log.jsonl. With
 --progress json, stdout carries one JSON object per line: start, batch, epoch, done
-or error events (engine.progress), for the GUI's retrain panel. Every option below is a
+or error events (engine.progress), and with the lens crop, lenses events before the first epoch, for the GUI's retrain panel. Every option below is a
 field of engine.train_config.TrainConfig.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from engine.progress import DoneEvent, EpochEvent, ErrorEvent, ProgressEvent, StartEvent
+from engine.progress import DoneEvent, EpochEvent, ErrorEvent, LensesEvent, ProgressEvent, StartEvent
 from engine.train_config import add_arguments as add_config_arguments
 from engine.train_config import from_args
 
@@ -32,6 +32,9 @@ def _printer(mode: str):
         if isinstance(event, StartEvent):
             print(f"{event.job}: {event.n_train} train / {event.n_val} val / {event.n_test} test images, "
                   f"{event.arch} at {event.image_size} px on {event.device}", flush=True)
+        elif isinstance(event, LensesEvent) and event.done == event.total:
+            print(f"lens found in {event.found} of {event.total} photographs (the rest are cropped to the centred "
+                  "square)", flush=True)
         elif isinstance(event, EpochEvent):
             print(f"epoch {event.epoch}/{event.epochs}  loss {event.train_loss:.4f}  "
                   f"val acc {event.val_acc:.3f}  qwk {event.val_qwk:.3f}  "

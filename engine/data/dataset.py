@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,14 +15,18 @@ from engine.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Augment,
-    center_square,
+    model_square,
     preprocess_eval,
     to_tensor,
     train_transform,
     working_size,
 )
 from engine.io import min_side_for, read_image_reduced
+from engine.preprocess import CENTRE, LENS, LENS_MARGIN
 from engine.schema import Schema
+
+if TYPE_CHECKING:
+    from engine.data.lenses import LensTable
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "GradingDataset", "preprocess_eval", "split_records"]
 
@@ -101,6 +106,8 @@ class GradingDataset(Dataset):
 
     With cache=True each image is decoded once and kept as a small uint8 square (the input
     size for eval, 15% more for training), so CPU training is not bound by JPEG decoding.
+    crop: the square the model sees (engine.preprocess): CENTRE, or LENS around the circle
+    `lenses` holds for the photograph (located on first use when it holds none yet).
     """
 
     def __init__(
@@ -113,9 +120,17 @@ class GradingDataset(Dataset):
         std: tuple[float, ...] = IMAGENET_STD,
         cache: bool = True,
         augment: Augment | None = None,
+        crop: str = CENTRE,
+        lenses: LensTable | None = None,
+        margin: float = LENS_MARGIN,
     ) -> None:
         if image_size < 8:
             raise ValueError(f"image_size {image_size} is too small; use at least 8 pixels")
+        if crop == LENS and lenses is None:
+            from engine.data.lenses import LensTable
+
+            lenses = LensTable()
+        self.crop, self.lenses, self.margin = crop, lenses, float(margin)
         self.records = list(records)
         self.schema = schema
         self.image_size = int(image_size)
@@ -135,8 +150,11 @@ class GradingDataset(Dataset):
         cached = self._images.get(index)
         if cached is not None:
             return cached
+        record = self.records[index]
         # A large photo decodes at a reduced scale (inside libjpeg for JPEG), as the grader decodes it.
-        square = center_square(read_image_reduced(self.records[index].image, min_side_for(self.image_size)).rgb, self._work)
+        rgb = read_image_reduced(record.image, min_side_for(self.image_size)).rgb
+        circle = self.lenses.circle_for(record.image, rgb) if self.crop == LENS else None
+        square = model_square(rgb, self._work, self.crop, circle, self.margin)
         if self.cache:
             self._images[index] = square
         return square

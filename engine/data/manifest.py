@@ -396,17 +396,22 @@ def _check_splits(records: list[Record], has_split: bool, problems: list[Problem
                                           "rows set it; fill it on every row or on none"))
 
 
-def check_image_files(records: list[Record], problems: list[Problem], progress: Progress | None) -> list[Record]:
+def check_image_files(records: list[Record], problems: list[Problem], progress: Progress | None,
+                      on_image: Callable[[Record, object], None] | None = None) -> list[Record]:
     """Decode every image (threads: OpenCV releases the GIL); keep the records whose image reads.
 
     Large photographs decode at the reduced scale training uses; that still reads every byte of the file.
+    on_image(record, rgb) is called with each decoded image, on the decoding thread (the lens
+    finder of a lens-crop training run looks at it there, so each image is decoded once).
     """
 
     def check(r: Record) -> str | None:
         try:
-            read_image_reduced(r.image, REDUCED_MIN_SIDE)
+            rgb = read_image_reduced(r.image, REDUCED_MIN_SIDE).rgb
         except ImageReadError as e:
             return e.reason
+        if on_image is not None:
+            on_image(r, rgb)
         return None
 
     good: list[Record] = []

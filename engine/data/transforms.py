@@ -9,15 +9,23 @@ all its photometry (brightness, contrast, gamma, white balance) in one lookup ta
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import cv2
 import numpy as np
 import torch
 
-from engine.preprocess import CENTRE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, PreprocessError, centre_box
+from engine.preprocess import (
+    CENTRE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LENS,
+    LENS_MARGIN,
+    PreprocessConfig,
+    PreprocessError,
+    centre_box,
+)
+from engine.roi import Circle, crop_to_lens
 
 # Training keeps this much more resolution than the network input, so zooming in never upsamples.
 TRAIN_MARGIN = 1.15
@@ -76,11 +84,39 @@ def preprocess_eval(
     return to_tensor(center_square(rgb_uint8, image_size), mean, std)
 
 
-def build_transform(cfg: PreprocessConfig) -> Callable[[np.ndarray], torch.Tensor]:
-    """The one function from an RGB photo to the input of a model with preprocessing `cfg`."""
-    if cfg.crop != CENTRE:
+def model_square(rgb: np.ndarray, size: int, crop: str = CENTRE, circle: Circle | None = None,
+                 margin: float = LENS_MARGIN) -> np.ndarray:
+    """The size x size uint8 square a model with this crop sees: around the lens, or the centred square.
+
+    LENS without a circle (no lens was found) falls back to the centred square, in training
+    and in grading alike.
+    """
+    if crop == LENS and circle is not None:
+        return crop_to_lens(rgb, circle, size, margin)[0]
+    if crop not in (CENTRE, LENS):
+        raise PreprocessError(f"crop {crop!r} has no transform")
+    return center_square(rgb, size)
+
+
+class ModelTransform:
+    """The one function from a photograph (and, for the lens crop, its lens circle) to a model's input."""
+
+    def __init__(self, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, rgb: np.ndarray, circle: Circle | None = None) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.crop == CENTRE:
+            return preprocess_eval(rgb, cfg.size, cfg.mean, cfg.std)  # exactly as before the lens crop existed
+        _check_rgb(rgb)
+        return to_tensor(model_square(rgb, cfg.size, cfg.crop, circle, cfg.margin), cfg.mean, cfg.std)
+
+
+def build_transform(cfg: PreprocessConfig) -> ModelTransform:
+    """The one function from an RGB photo (and its lens circle, for LENS) to the input of a model with `cfg`."""
+    if cfg.crop not in (CENTRE, LENS):
         raise PreprocessError(f"crop {cfg.crop!r} has no transform yet")
-    return partial(preprocess_eval, image_size=cfg.size, mean=cfg.mean, std=cfg.std)
+    return ModelTransform(cfg)
 
 
 def augment(rgb: np.ndarray, image_size: int, rng: np.random.Generator, cfg: Augment = Augment()) -> np.ndarray:
