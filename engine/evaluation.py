@@ -62,10 +62,15 @@ def predict_loader(model: torch.nn.Module, role: str, loader, device: torch.devi
     return Predictions(np.concatenate(logits), np.concatenate(grades), loss_sum / max(n, 1))
 
 
-def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0):
+def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0,
+                augment: str = "realistic"):
+    """Batches of one split; `train` shuffles and augments (augment: realistic, basic or none)."""
     from engine.data.dataset import GradingDataset
+    from engine.data.transforms import Augment
 
-    ds = GradingDataset(list(records), schema, image_size, train=train, mean=mean, std=std)
+    aug = Augment.named(augment) if train else None
+    ds = GradingDataset(list(records), schema, image_size, train=train and aug is not None, mean=mean, std=std,
+                        augment=aug)
     gen = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=False, generator=gen)
 

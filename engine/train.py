@@ -21,11 +21,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.data.transforms import AUGMENTS
 from engine.progress import CancelToken, ProgressCallback, no_progress
 
 JOBS = ("teacher", "student", "kd")
 FUSIONS = ("concat", "mlp", "coattn", "none")  # none: an image-only teacher
 TOKEN_KD_KINDS = ("smooth_l1", "cosine")
+LR_SCHEDULES = ("cosine", "plateau")
+PLATEAU_FACTOR = 0.3  # "plateau": the learning rate is multiplied by this when validation stalls
 
 
 class TrainError(ValueError):
@@ -63,7 +66,7 @@ class TrainConfig:
     teacher_dim: int = 192
     teacher_depth: int = 2
     sub_dropout: float = 0.3
-    pretrained: str | None = None
+    pretrained: str | None = None  # "imagenet" (the installed weights for arch), a .safetensors path, or None
     name: str | None = None
     notice: str | None = None
     extra: dict = field(default_factory=dict)
@@ -71,6 +74,9 @@ class TrainConfig:
     token_kd_kind: str = "smooth_l1"
     attn_kd: float = 0.0  # weight of attention-map distillation, 0 = off
     extra_teachers: list[str] = field(default_factory=list)  # more teachers: a QWK-weighted ensemble
+    lr_schedule: str = "cosine"  # cosine over `epochs`, or plateau: constant, cut when validation stalls
+    augment: str = "realistic"  # training augmentation: realistic (camera effects), basic or none
+    unlabelled: str | None = None  # kd: a dataset folder whose images add teacher targets only (grades ignored)
 
     def check(self) -> None:
         if self.job not in JOBS:
@@ -86,6 +92,13 @@ class TrainConfig:
         if self.token_kd < 0 or self.attn_kd < 0 or self.token_kd_kind not in TOKEN_KD_KINDS:
             raise TrainError(f"token and attention distillation weights must be >= 0 and the token distance one of "
                              f"{', '.join(TOKEN_KD_KINDS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose one of "
+                             f"{', '.join(LR_SCHEDULES)}")
+        if self.augment not in AUGMENTS:
+            raise TrainError(f"unknown augmentation {self.augment!r}; choose one of {', '.join(AUGMENTS)}")
+        if self.unlabelled and self.job != "kd":
+            raise TrainError("unlabelled images are only used by a kd job (the teacher labels them)")
         if self.extra_teachers and self.job != "kd":
             raise TrainError("more than one teacher is only used by a kd job")
 
@@ -104,11 +117,22 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
+def _lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine", plateau_scale: float = 1.0) -> float:
+    """Linear warm-up, then a cosine decay to 0 at `total` steps, or the plateau schedule's current scale."""
     if step < warmup:
-        return (step + 1) / warmup
+        return (step + 1) / warmup * (plateau_scale if schedule == "plateau" else 1.0)
+    if schedule == "plateau":
+        return plateau_scale
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def plateau_step(epoch: int, best_epoch: int, last_cut: int, patience: int, scale: float) -> tuple[float, int]:
+    """(scale, last_cut) after an epoch: cut the scale when neither a new best nor a cut came for patience // 2 epochs."""
+    wait = max(1, patience // 2)
+    if epoch - max(best_epoch, last_cut) >= wait:
+        return scale * PLATEAU_FACTOR, epoch
+    return scale, last_cut
 
 
 class _Log:
@@ -123,11 +147,23 @@ class _Log:
         self.callback(event)
 
 
-def _build_model(cfg: TrainConfig, schema):
+def _initial_weights(cfg: TrainConfig):
+    """Where the backbone starts from (random, the installed ImageNet file, or a clinic's file)."""
+    from engine.models.pretrained import InitialWeights, resolve_pretrained
+
+    if cfg.job == "teacher" and cfg.fusion == "mlp":  # no image backbone
+        return InitialWeights(None, {"source": "none (no image backbone)"})
+    try:
+        return resolve_pretrained(cfg.arch, cfg.pretrained)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+
+
+def _build_model(cfg: TrainConfig, schema, pretrained_path: str | None = None):
     from engine.models import create_model
 
     ranges = [[s.minimum, s.maximum] for s in schema.sublabels]
-    common = dict(backbone=cfg.arch, image_size=cfg.image_size, sublabel_ranges=ranges, pretrained_path=cfg.pretrained)
+    common = dict(backbone=cfg.arch, image_size=cfg.image_size, sublabel_ranges=ranges, pretrained_path=pretrained_path)
     if cfg.job == "teacher":
         if cfg.fusion == "mlp":
             return create_model("teacher_mlp", sublabel_ranges=ranges, image_size=cfg.image_size)
@@ -181,24 +217,27 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     log = _Log(out / "log.jsonl", progress)
     _seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    init = _initial_weights(cfg)
 
     manifest = load_dataset(cfg.dataset)
     schema = manifest.schema
     teacher, tcard, teacher_notes = None, None, {}
+    mean, std = (init.mean, init.std) if init.mean else (IMAGENET_MEAN, IMAGENET_STD)
     if cfg.job == "kd":
         teacher, tcard, teacher_notes = load_teachers(
-            [cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
+            [cfg.teacher, *cfg.extra_teachers], schema, device, mean, std,
             attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature,
         )
     need_map = cfg.job == "kd" and (cfg.token_kd > 0 or cfg.attn_kd > 0)
     parts = split_records(manifest.records, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     if not parts["train"] or not parts["val"]:
         raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_loader = make_loader(parts["train"], schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed)
+    train_loader = make_loader(parts["train"], schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed,
+                               cfg.augment)
     val_loader = make_loader(parts["val"], schema, cfg.image_size, mean, std, False, cfg.batch_size)
 
-    model = _build_model(cfg, schema).to(device, memory_format=torch.channels_last)
+    unlabelled = _unlabelled_batches(cfg, schema, mean, std) if cfg.unlabelled else None
+    model = _build_model(cfg, schema, init.path).to(device, memory_format=torch.channels_last)
     role = "teacher" if cfg.job == "teacher" else "student"
     tdim = getattr(teacher.model, "dim", None) if teacher else None
     loss_fn = _build_loss(cfg, schema, getattr(model, "feature_dim", 0), tdim, teacher.model if teacher else None)
@@ -214,10 +253,12 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     aux = {"loss": loss_fn} if isinstance(loss_fn, torch.nn.Module) else {}
 
     start_epoch, best, best_epoch, history_best_loss = 1, -math.inf, 0, math.inf
+    plateau_scale, last_cut = 1.0, 0
     if cfg.resume and ckpt_dir.exists():
         state = load_checkpoint(ckpt_dir, model, opt, aux)
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         history_best_loss = state.get("best_loss", math.inf)
+        plateau_scale, last_cut = state.get("plateau_scale", 1.0), state.get("last_cut", 0)
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
     log({
@@ -234,18 +275,17 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
             cancel.raise_if_cancelled()
             step = (epoch - 1) * steps_per_epoch + i
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps)
+                g["lr"] = cfg.lr * _lr_factor(step, warmup, total_steps, cfg.lr_schedule, plateau_scale)
             with autocast_for(device):
                 if need_map:
                     out_s = forward_with_map(model, batch["image"].to(device, memory_format=torch.channels_last))
                 else:
                     out_s = forward_batch(model, role, batch, device)
                 if teacher is not None:
-                    images = batch["image"].to(device, memory_format=torch.channels_last)
-                    if images.shape[-1] != tcard.image_size and not cfg.extra_teachers:
-                        images = F.interpolate(images, size=tcard.image_size, mode="bilinear", align_corners=False)
-                    out_t = teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
+                    out_t = _teacher_out(teacher, tcard, cfg, batch, device)
                     losses = loss_fn(out_s, out_t, _to(batch, device))
+                    if unlabelled is not None:
+                        losses = _add_unlabelled(losses, model, role, teacher, tcard, cfg, loss_fn, unlabelled, device)
                 else:
                     losses = loss_fn(out_s, _to(batch, device))
             opt.zero_grad(set_to_none=True)
@@ -266,8 +306,11 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         if improved:
             best, best_epoch, history_best_loss = m["qwk"], epoch, preds.loss
             _save_weights(model, best_path)
+        if cfg.lr_schedule == "plateau":
+            plateau_scale, last_cut = plateau_step(epoch, best_epoch, last_cut, cfg.patience, plateau_scale)
         save_checkpoint(ckpt_dir, model, opt, {
             "epoch": epoch, "best": best, "best_epoch": best_epoch, "best_loss": history_best_loss,
+            "plateau_scale": plateau_scale, "last_cut": last_cut,
             "torch_rng": torch.get_rng_state().tolist(), "config": asdict(cfg),
         }, aux)
         log({
@@ -297,12 +340,46 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         metrics=metrics, calibration_temperature=temperature, notice=cfg.notice,
         extra={"job": cfg.job, "split": {"seed": cfg.split_seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
                "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "out")},
+               "initial_weights": init.provenance,
                **teacher_notes, **cfg.extra},
     )
     card = save_bundle(out / "bundle", model.cpu(), card)
     log({"event": "done", "bundle": str(out / "bundle"), "model_id": card.model_id, "best_epoch": best_epoch,
          "stopped_early": stopped_early, "metrics": metrics})
     return TrainResult(out / "bundle", metrics, best_epoch, stopped_early)
+
+
+def _teacher_out(teacher, tcard, cfg: TrainConfig, batch: dict, device: torch.device) -> dict:
+    """The frozen teacher on the student's augmented batch, resized to the teacher's input size when one teacher."""
+    images = batch["image"].to(device, memory_format=torch.channels_last)
+    if images.shape[-1] != tcard.image_size and not cfg.extra_teachers:
+        images = F.interpolate(images, size=tcard.image_size, mode="bilinear", align_corners=False)
+    return teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
+
+
+def _unlabelled_batches(cfg: TrainConfig, schema, mean, std):
+    """An endless iterator of augmented batches from the unlabelled folder (its grades are never read)."""
+    from engine.data.manifest import load_dataset
+    from engine.evaluation import make_loader
+
+    records = load_dataset(cfg.unlabelled, schema=schema).records
+    loader = make_loader(records, schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed + 1, cfg.augment)
+
+    def endless():
+        while True:
+            yield from loader
+
+    return endless()
+
+
+def _add_unlabelled(losses: dict, model, role, teacher, tcard, cfg: TrainConfig, loss_fn, batches, device) -> dict:
+    """losses + alpha * KD on one unlabelled batch: the teacher's soft targets are its only label."""
+    from engine.evaluation import forward_batch
+
+    batch = next(batches)
+    out_s = forward_batch(model, role, batch, device)
+    kd = loss_fn.logit.kd_loss(out_s["logits"], _teacher_out(teacher, tcard, cfg, batch, device))
+    return {**losses, "loss": losses["loss"] + cfg.kd_alpha * kd, "unlabelled_kd": kd}
 
 
 def _default_name(cfg: TrainConfig) -> str:

@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "plateau"],
+                   help="cosine decay over --epochs, or plateau: constant, cut x0.3 when validation stalls for "
+                        "half the patience (then --epochs is only a ceiling)")
+    p.add_argument("--augment", default="realistic", choices=["realistic", "basic", "none"],
+                   help="training augmentation: realistic (geometry, colour and camera effects: resolution, "
+                        "noise, blur, JPEG), basic (geometry and colour) or none")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split")
@@ -45,7 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="distance of token distillation")
     p.add_argument("--attn-kd", type=float, default=0.0,
                    help="weight of attention-map distillation against the teacher's CLS attention (0 = off)")
-    p.add_argument("--pretrained", help="local .safetensors backbone weights (never downloaded)")
+    p.add_argument("--unlabelled", metavar="FOLDER",
+                   help="kd: a dataset folder whose images add the teacher's soft targets only (its grades are "
+                        "ignored; its sub-labels, where filled in, go to the teacher)")
+    p.add_argument("--pretrained", metavar="imagenet|FILE",
+                   help="initial backbone weights: 'imagenet' (the installed file for --arch) or a local "
+                        ".safetensors file; never downloaded (default: random weights)")
     p.add_argument("--name", help="model name written in its card")
     p.add_argument("--notice", help="notice written in the card (e.g. for demo models)")
     p.add_argument("--resume", action="store_true", help="continue from RUNDIR/checkpoint")
@@ -86,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         test_frac=args.test_frac, resume=args.resume, ordinal=not args.no_ordinal, sub_weight=args.sub_weight,
         kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, feature_kd=args.feature_kd,
         token_kd=args.token_kd, token_kd_kind=args.token_kd_kind, attn_kd=args.attn_kd,
-        pretrained=args.pretrained, name=args.name, notice=args.notice,
+        pretrained=args.pretrained, name=args.name, notice=args.notice, lr_schedule=args.lr_schedule,
+        augment=args.augment, unlabelled=args.unlabelled,
     )
     try:
         run_training(cfg, progress=emit)
