@@ -30,7 +30,7 @@ from engine.resources import default_model_dir
 from engine.results import GradeResult, ModelInfo
 from engine.schema import NUM_GRADES
 
-CAM_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam")
+CAM_METHODS = ("gradcam", "hirescam", "gradcam++", "layercam", "eigencam")
 SEVERITY = "severity"  # CAM target: the expected grade, i.e. what raises the grade anywhere in the image
 
 
@@ -56,9 +56,10 @@ class _CamMath:
 
 
 def _cam_math(method: str) -> _CamMath:
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
 
-    cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "eigencam": EigenCAM}.get(method)
+    cls = {"gradcam": GradCAM, "hirescam": HiResCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM,
+           "eigencam": EigenCAM}.get(method)
     if cls is None:
         raise GraderError(f"unknown CAM method {method!r}; choose one of {', '.join(CAM_METHODS)}")
     return _CamMath(cls)

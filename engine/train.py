@@ -268,7 +268,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
     })
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
-        t0, model_seen, loss_sum = time.perf_counter(), 0, 0.0
+        t0, cpu0, model_seen, loss_sum = time.perf_counter(), time.process_time(), 0, 0.0
         model.train()
         last_report = t0
         for i, batch in enumerate(train_loader):
@@ -316,7 +316,7 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         log({
             "event": "epoch", "epoch": epoch, "epochs": cfg.epochs, "train_loss": loss_sum / max(model_seen, 1),
             "val_loss": preds.loss, "val_acc": m["acc"], "val_qwk": m["qwk"], "val_mae": m["mae"],
-            "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+            "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
             "images_per_s": model_seen / max(train_seconds, 1e-9), "best_epoch": best_epoch,
         })
         if epoch - best_epoch >= cfg.patience:

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="fusion teacher bundle (default: the shipped one, if any)")
     p.add_argument("--sublabels", help="name=value,... (partial is fine): grade with the fusion teacher")
     p.add_argument("--cam-dir", help="write a Grad-CAM overlay PNG per image here")
-    p.add_argument("--cam-method", default="gradcam", help="gradcam, gradcam++, layercam or eigencam")
+    p.add_argument("--cam-method", default="gradcam", help="gradcam, hirescam, gradcam++, layercam or eigencam")
     p.add_argument("--cam-target", default="predicted",
                    help="what the heat map explains: predicted (the predicted grade), severity (what raises "
                         "the expected grade) or a grade 0-7")
