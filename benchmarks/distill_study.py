@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=list(DISTILL), default=list(DISTILL))
     ap.add_argument("--arch", default="tf_efficientnet_lite0")
     ap.add_argument("--image-size", type=int, default=96)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--patience", type=int, default=6)
     ap.add_argument("--lr-schedule", default="cosine", choices=["cosine", "plateau"])
     ap.add_argument("--device", default="cpu")

@@ -8,10 +8,13 @@ and becomes one table row: mean ± sd over the seeds that exist.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +51,18 @@ def ensure_heldout(folder: Path, size: int, n: int = HELDOUT_N) -> Path:
     return folder
 
 
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold RUN/.lock while training it, so two study processes never train the same run at once."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # waits while another process trains this run
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train_run(study: dict[str, Run], name: str, seed: int, base: dict, datasets: dict[str, Path], runs: Path) -> Path:
     """Train `name` (and first any teacher it needs) for `seed` unless its bundle exists; return the run folder."""
     run = study[name]
@@ -55,11 +70,14 @@ def train_run(study: dict[str, Run], name: str, seed: int, base: dict, datasets:
     if (out / "bundle" / "card.json").exists():
         return out
     teachers = [str(train_run(study, t, seed, base, datasets, runs) / "bundle") for t in run.teachers]
-    fields = {**base, **run.fields}
-    cfg = TrainConfig(job=run.job, dataset=str(datasets[run.data]), out=str(out), seed=seed, split_seed=0,
-                      teacher=teachers[0] if teachers else None, extra_teachers=teachers[1:],
-                      name=f"{name}-s{seed}", resume=(out / "checkpoint").exists(), **fields)
-    train_printed(cfg, f"{name} s{seed}")
+    with run_lock(out):
+        if (out / "bundle" / "card.json").exists():  # another process finished it while we waited
+            return out
+        fields = {**base, **run.fields}
+        cfg = TrainConfig(job=run.job, dataset=str(datasets[run.data]), out=str(out), seed=seed, split_seed=0,
+                          teacher=teachers[0] if teachers else None, extra_teachers=teachers[1:],
+                          name=f"{name}-s{seed}", resume=(out / "checkpoint").exists(), **fields)
+        train_printed(cfg, f"{name} s{seed}")
     return out
 
 

@@ -122,6 +122,12 @@ def test_cam_levers_equal_pytorch_grad_cam_own_route(tiny_bundles, tmp_path, var
     np.testing.assert_allclose(_minmax(ours.cam), _minmax(ref), atol=2e-3)
 
 
+def test_any_input_size_is_resized_to_what_the_model_expects(grader):
+    for h, w in ((40, 40), (500, 300), (64, 64)):
+        r = grader.grade(_disc(h, w, seed=1), target="severity")
+        assert r.cam.shape == (h, w) and abs(sum(r.probabilities) - 1) < 1e-5
+
+
 def test_severity_target_and_bad_targets(grader):
     img = _disc(seed=2)
     r = grader.grade(img, target="severity")
