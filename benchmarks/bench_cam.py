@@ -42,8 +42,7 @@ import torch  # noqa: E402
 
 import engine.compat  # noqa: E402,F401
 from engine.bundle import read_card  # noqa: E402
-from engine.data.transforms import preprocess_eval  # noqa: E402
-from engine.infer import Grader  # noqa: E402
+from engine.infer import Grader, GradeRequest  # noqa: E402
 
 OPAQUE = 0.1
 
@@ -117,15 +116,20 @@ def road(grader: Grader, cams: list[np.ndarray], photos: list[dict], target, met
     from pytorch_grad_cam.metrics.road import ROADCombined
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    card = grader.student_card
-    size, temp = card.image_size, card.calibration_temperature
+    loaded = grader._models["student"]
+    size, temp = loaded.card.image_size, loaded.card.calibration_temperature
     grades = torch.arange(8, dtype=torch.float32)
 
     def severity(output: torch.Tensor) -> torch.Tensor:
         return (torch.softmax(output / temp, dim=-1) * grades).sum(-1)
 
-    x = torch.stack([preprocess_eval(p["rgb"], size, card.mean, card.std) for p in photos])
-    small = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in cams]).astype(np.float32)
+    def on_input(cam: np.ndarray) -> np.ndarray:
+        """The map over the part of the photograph the model saw, at its input size."""
+        x0, y0, side = loaded.model.preprocess_cfg.crop_box(*cam.shape)
+        return cv2.resize(cam[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=cv2.INTER_AREA)
+
+    x = torch.stack([loaded.transform(p["rgb"]) for p in photos])
+    small = np.stack([on_input(c) for c in cams]).astype(np.float32)
     targets = [severity if target == "severity" else ClassifierOutputTarget(g) for g in method_grades]
     with torch.no_grad():
         scores = ROADCombined(percentiles=[20, 40, 60, 80])(x, small, targets, _Logits(grader._student))
@@ -134,15 +138,16 @@ def road(grader: Grader, cams: list[np.ndarray], photos: list[dict], target, met
 
 def cost_ratio(grader: Grader, rgb: np.ndarray, method: str, repeats: int) -> float:
     """Median Grader.grade-with-map time over a median bare forward, interleaved call by call."""
-    card, model = grader.student_card, grader._student
-    x = preprocess_eval(rgb, card.image_size, card.mean, card.std)[None].to(memory_format=torch.channels_last)
+    loaded = grader._models["student"]
+    x = loaded.transform(rgb)[None].to(memory_format=torch.channels_last)
+    model = loaded.model
     bare, graded = [], []
     for i in range(repeats + 3):
         t0 = time.perf_counter()
         with torch.inference_mode():
             model(x)["logits"].argmax(1)
         t1 = time.perf_counter()
-        grader.grade(rgb, cam=True, target="severity", cam_method=method)
+        grader.grade(rgb, GradeRequest(target="severity", cam_method=method))
         t2 = time.perf_counter()
         if i >= 3:
             bare.append(t1 - t0)
@@ -190,8 +195,8 @@ def main() -> None:
                 for method in args.methods:
                     for target in args.targets if method == args.methods[0] else args.targets[:1]:
                         t0 = time.perf_counter()
-                        results = [grader.grade(p["rgb"], cam=True, target=None if target == "predicted" else target,
-                                                cam_method=method) for p in photos]
+                        request = GradeRequest(target=target, cam_method=method)
+                        results = [grader.grade(p["rgb"], request) for p in photos]
                         cams = [r.cam for r in results]
                         row = {"model": name, "layer": layer, "method": method, "target": target,
                                **map_scores(cams, photos)}

@@ -124,7 +124,7 @@ def main() -> None:
                 cam(input_tensor=x.clone(), targets=[ClassifierOutputTarget(grade)])
             model.requires_grad_(False)
 
-        t = interleaved({"a": raw_forward, "b": lambda: grader.grade(rgb, cam=True), "c": naive}, args.repeats)
+        t = interleaved({"a": raw_forward, "b": lambda: grader.grade(rgb), "c": naive}, args.repeats)
         a, b, c = t["a"], t["b"], t["c"]
         say(f"a  bare forward             {a:8.2f} ms")
         say(f"b  Grader.grade + CAM       {b:8.2f} ms")

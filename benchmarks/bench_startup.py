@@ -40,7 +40,7 @@ import PySide6.QtWidgets
 import engine.compat, timm, pytorch_grad_cam
 from engine.infer import Grader
 g = Grader(student=sys.argv[1], teacher=sys.argv[2] or None, device="cpu")
-g.grade(sys.argv[3], cam=True)
+g.grade(sys.argv[3])
 print(time.time() - float(os.environ['{env}']))
 """
 

@@ -63,9 +63,11 @@ def bare_img_per_s(arch: str, size: int, batch: int, steps: int, role: str) -> f
 
 def loop_img_per_s(cfg: TrainConfig) -> float:
     """Training images/s of the loop's one epoch (its own measurement, validation excluded)."""
+    from engine.progress import EpochEvent
+
     events = []
     run_training(cfg, progress=events.append)
-    return next(e["images_per_s"] for e in events if e["event"] == "epoch")
+    return next(e.images_per_s for e in events if isinstance(e, EpochEvent))
 
 
 def time_to_qwk(run: Path, qwk: float) -> dict:

@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 import engine.compat  # noqa: E402,F401
 from engine.bundle import read_card  # noqa: E402
+from engine.progress import EpochEvent, ProgressEvent  # noqa: E402
 from engine.train import TrainConfig, run_training  # noqa: E402
 
 # The seed's reported numbers (accuracy, %): fusion teacher, KD student, plain ResNet.
@@ -63,10 +64,10 @@ def train_printed(cfg: TrainConfig, label: str) -> None:
     """Train, printing one line per epoch and the wall time at the end."""
     t0 = time.perf_counter()
 
-    def show(e: dict) -> None:
-        if e["event"] == "epoch":
-            print(f"  {label} epoch {e['epoch']:>3}/{e['epochs']} loss {e['train_loss']:.3f} "
-                  f"val acc {e['val_acc']:.3f} qwk {e['val_qwk']:.3f} ({e['images_per_s']:.0f} img/s)", flush=True)
+    def show(e: ProgressEvent) -> None:
+        if isinstance(e, EpochEvent):
+            print(f"  {label} epoch {e.epoch:>3}/{e.epochs} loss {e.train_loss:.3f} "
+                  f"val acc {e.val_acc:.3f} qwk {e.val_qwk:.3f} ({e.images_per_s:.0f} img/s)", flush=True)
 
     run_training(cfg, progress=show)
     print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)

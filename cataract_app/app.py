@@ -12,7 +12,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.resources import app_icon_path
 from cataract_app.theme import STYLESHEET
 
@@ -38,7 +38,7 @@ def make_application() -> QApplication:
 def run_gui(args: argparse.Namespace) -> int:
     """Show the window at once; the models load in the background, then IMAGE is graded."""
     from cataract_app.main_window import MainWindow
-    from cataract_app.startup import parse_sublabels
+    from engine.schema import parse_sublabels
 
     try:
         sublabels = parse_sublabels(args.sublabels)
@@ -55,7 +55,7 @@ def run_gui(args: argparse.Namespace) -> int:
 
 
 def _run_window(app: QApplication, window, args: argparse.Namespace, sublabels: dict) -> int:
-    from cataract_app.startup import Autopilot
+    from cataract_app.autopilot import Autopilot
 
     pilot = Autopilot(window, sublabels=sublabels, screenshot=args.screenshot, measure=args.measure_startup)
     if args.screenshot:

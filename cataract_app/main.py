@@ -14,7 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-ENGINE_SUBCOMMANDS = ("train", "predict", "validate", "evaluate", "synth", "models")
+from engine.cli import COMMANDS
+
+ENGINE_SUBCOMMANDS = tuple(COMMANDS)  # engine.cli's own list; importing it loads no torch and no Qt
 
 
 def guard_stdio() -> None:

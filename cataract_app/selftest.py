@@ -9,7 +9,6 @@ untouched (the window and the job use a scratch folder).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,10 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cataract_app import launcher
+from engine.model_store import STORE_ENV  # no torch: the store module imports it lazily
+from engine.progress import DoneEvent, EpochEvent, ErrorEvent, StartEvent, parse_line
 from engine.resources import default_model_dir, resources_dir
+from engine.schema import GRADES
 
 SAMPLE_NAME = "eye-sample.jpg"
-STORE_ENV = "CATARACT_GRADER_HOME"  # engine.model_store.STORE_ENV, without importing torch here
 WINDOW_TIMEOUT_S = 120
 TRAIN_TIMEOUT_S = 600
 TRAIN_ARGS = ("--epochs", "1", "--image-size", "32", "--batch-size", "8", "--device", "cpu", "--progress", "json")
@@ -51,23 +53,9 @@ def sample_path() -> Path:
     return resources_dir() / "samples" / SAMPLE_NAME
 
 
-def is_frozen() -> bool:
-    return bool(getattr(sys, "frozen", False))
-
-
 def engine_command(*args: str) -> list[str]:
     """How this app runs an engine subcommand: the frozen executable itself, or `python -m cataract_app`."""
-    if is_frozen():
-        return [sys.executable, *args]
-    return [sys.executable, "-m", "cataract_app", *args]
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if not is_frozen():
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
+    return launcher.engine_command(args, module="cataract_app")
 
 
 class TrainingJob:
@@ -81,7 +69,8 @@ class TrainingJob:
         self.command = engine_command("train", "student", str(data), "--out", str(self.out), *TRAIN_ARGS)
         self.stdout_path, self.stderr_path = scratch / "train.out", scratch / "train.err"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=_child_env())
+            self.proc = subprocess.Popen(self.command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         env=launcher.child_environment())
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -95,24 +84,14 @@ class TrainingJob:
         except subprocess.TimeoutExpired:
             self.stop()
             raise SelfTestError(f"the training job did not finish within {timeout_s:.0f} s") from None
-        events = _json_events(self.stdout_path.read_text(encoding="utf-8", errors="replace"))
-        errors = [e.get("message", "") for e in events if e.get("event") == "error"]
-        if code != 0 or errors or not events or events[-1].get("event") != "done":
+        lines = self.stdout_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        events = [e for e in map(parse_line, lines) if e is not None]
+        errors = [e.message for e in events if isinstance(e, ErrorEvent)]
+        if code != 0 or errors or not events or not isinstance(events[-1], DoneEvent):
             last = errors[-1] if errors else _tail(self.stderr_path)
             raise SelfTestError(f"the training job ended with exit code {code} and no 'done' event: {last}")
         program = " ".join([Path(self.command[0]).name, *self.command[1:self.command.index("train")]])
         return _check_trained_bundle(events, program)
-
-
-def _json_events(text: str) -> list[dict]:
-    events = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
 
 
 def _tail(path: Path, lines: int = 6) -> str:
@@ -120,15 +99,15 @@ def _tail(path: Path, lines: int = 6) -> str:
     return " | ".join(text.splitlines()[-lines:]) or "(nothing on stderr)"
 
 
-def _check_trained_bundle(events: list[dict], program: str) -> str:
+def _check_trained_bundle(events: list, program: str) -> str:
     from engine.bundle import load_bundle
 
     done = events[-1]
-    epochs = [e for e in events if e.get("event") == "epoch"]
-    model, card = load_bundle(done["bundle"], expect_role="student")
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    model, card = load_bundle(done.bundle, expect_role="student")
     n_params = sum(p.numel() for p in model.parameters())
-    start = next((e for e in events if e.get("event") == "start"), {})
-    return (f"{len(epochs)} epoch on {start.get('n_train', '?')} images via `{program} train`, "
+    start = next((e for e in events if isinstance(e, StartEvent)), None)
+    return (f"{len(epochs)} epoch on {start.n_train if start else '?'} images via `{program} train`, "
             f"bundle {card.model_id} loads ({n_params / 1e6:.1f} M parameters)")
 
 
@@ -139,12 +118,12 @@ def check_grade(student: Path, teacher: Path, device: str) -> str:
 
     grader = Grader(student=student, teacher=teacher, device=device)
     rgb = read_image(sample_path())
-    result = grader.grade(rgb, cam=True)
-    if not 0 <= result.grade <= 7 or abs(sum(result.probabilities) - 1.0) > 1e-3:
+    result = grader.grade(rgb)
+    if result.grade not in GRADES or abs(sum(result.probabilities) - 1.0) > 1e-3:
         raise SelfTestError(f"the student gave grade {result.grade} with probabilities summing to {sum(result.probabilities):.3f}")
     if result.cam is None or result.cam.shape != rgb.shape[:2]:
         raise SelfTestError(f"the heat map has shape {getattr(result.cam, 'shape', None)}, not the image's {rgb.shape[:2]}")
-    fused = grader.grade(rgb, sublabels=result.sublabels_predicted, cam=True)
+    fused = grader.grade(rgb, grader.request(sublabels=result.sublabels_predicted))
     return (f"student grade {result.grade} ({result.confidence:.0%}), teacher grade {fused.grade} "
             f"from the student's sub-labels, on {grader.device}")
 
@@ -155,7 +134,7 @@ def check_window(student: Path, teacher: Path, device: str, scratch: Path) -> st
     from PySide6.QtGui import QGuiApplication
 
     from cataract_app.app import make_application
-    from cataract_app.grading.worker import LoadOptions
+    from cataract_app.grading.loading import LoadOptions
     from cataract_app.main_window import MainWindow
 
     app = make_application()
@@ -238,7 +217,7 @@ def run_self_test(student: str | None = None, teacher: str | None = None, device
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     student_dir = Path(student) if student else default_model_dir("student")
     teacher_dir = Path(teacher) if teacher else default_model_dir("teacher")
-    kind = "frozen" if is_frozen() else "from source"
+    kind = "frozen" if launcher.is_frozen() else "from source"
     print(f"Cataract Grader {__version__} self-test ({kind}, {sys.executable})", flush=True)
     t0 = time.perf_counter()
     saved_home = os.environ.get(STORE_ENV)

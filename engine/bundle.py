@@ -26,22 +26,21 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from engine.errors import EngineError
 from engine.models import ModelConfigError, create_model, is_model, list_models
 from engine.models.backbone import cast_like, state_dict_problems
+from engine.preprocess import CENTRE, CROPS, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from engine.resources import CARD_FILE, WEIGHTS_FILE
 from engine.schema import GRADES, NUM_GRADES, Schema, SchemaError
 
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.json"
 ROLES = ("student", "teacher")
 DTYPES = ("float32", "float16")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEMO_NOTICE = "Demo model trained on synthetic images - not for clinical use."
 REQUIRED_FIELDS = ("format_version", "role", "name", "arch", "arch_config", "image_size", "mean", "std", "grades", "schema")
 
 
-class BundleError(ValueError):
+class BundleError(EngineError):
     """A model bundle that cannot be written, read or used, with the reason in one sentence."""
 
 
@@ -84,6 +83,7 @@ class ModelCard:
     notice: str | None = None
     model_id: str = ""
     dtype: str = "float32"
+    crop: str = CENTRE  # the part of the photograph the model sees (engine.preprocess)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,6 +101,8 @@ class ModelCard:
         self.grades = [str(g) for g in (self.grades or schema.grade_names)]
         if len(self.grades) != NUM_GRADES:
             raise BundleError(f"card lists {len(self.grades)} grades; a model grades {NUM_GRADES} ({GRADES[0]}-{GRADES[-1]})")
+        if self.crop not in CROPS:
+            raise BundleError(f"card crop must be one of {', '.join(CROPS)}, not {self.crop!r}")
         if self.dtype not in DTYPES:
             raise BundleError(f"card dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         t = self.calibration_temperature
@@ -307,4 +309,5 @@ def load_bundle(
     if card.model_id and digest != card.model_id:
         raise BundleError(f"{p}: {WEIGHTS_FILE} is not the file its card describes (model id {digest}, card says {card.model_id})")
     model.load_state_dict(cast_like(own, tensors), strict=True)
+    model.preprocess_cfg = PreprocessConfig.from_card(card)  # as timm attaches pretrained_cfg
     return model.to(device).eval(), card

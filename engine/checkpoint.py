@@ -18,10 +18,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.errors import EngineError
+
 FORMAT = "cataract-grader-checkpoint"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EngineError):
     """A checkpoint that cannot be resumed from."""
 
 

@@ -13,6 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
+from engine.commands import CommandError
+
+__all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,11 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("engine.commands.evaluate", "score a model bundle on a dataset split"),
     "predict": ("engine.commands.predict", "grade images (student, or fusion teacher with --sublabels)"),
     "models": ("engine.commands.models", "list trained models, show the active ones, promote or switch back"),
+    "cases": ("engine.commands.cases", "the case log: record graded images, review them, export the reviewed ones"),
 }
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as one sentence, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

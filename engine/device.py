@@ -6,10 +6,12 @@ import os
 
 import torch
 
+from engine.errors import EngineError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceError(ValueError):
+class DeviceError(EngineError):
     """A device was asked for that this machine does not have."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from engine.metrics import compute_metrics
+from engine.schema import NUM_GRADES
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -57,7 +58,7 @@ def predict_loader(model: torch.nn.Module, role: str, loader, device: torch.devi
         logits.append(lg.cpu().numpy())
         grades.append(y.cpu().numpy())
     if not logits:
-        return Predictions(np.zeros((0, 8), np.float32), np.zeros((0,), np.int64), float("nan"))
+        return Predictions(np.zeros((0, NUM_GRADES), np.float32), np.zeros((0,), np.int64), float("nan"))
     n = sum(len(g) for g in grades)
     return Predictions(np.concatenate(logits), np.concatenate(grades), loss_sum / max(n, 1))
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.errors import EngineError
+
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 DEFAULT_MAX_PIXELS = 80_000_000
 # Largest plausible file for an image within the pixel limit: uncompressed 16-bit RGBA plus metadata.
@@ -28,7 +30,7 @@ _BYTES_PER_PIXEL_BOUND = 8
 _METADATA_SLACK = 16 * 1024 * 1024
 
 
-class ImageReadError(ValueError):
+class ImageReadError(EngineError):
     """An image file that cannot be read; the message names the file and the reason."""
 
     def __init__(self, message: str, *, name: str | None = None, reason: str | None = None) -> None:

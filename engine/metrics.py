@@ -20,10 +20,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.errors import EngineError
 from engine.schema import NUM_GRADES
 
 
-class MetricsError(ValueError):
+class MetricsError(EngineError):
     """Inputs that cannot be scored (wrong shape, out-of-range grade, no samples)."""
 
 

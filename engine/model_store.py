@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.errors import EngineError
 from engine.fsutil import atomic_write_text
 from engine.resources import default_model_dir
 
@@ -36,7 +37,7 @@ BUNDLE_DIR = "bundle"
 ROLES = ("student", "teacher")
 
 
-class StoreError(ValueError):
+class StoreError(EngineError):
     """A store operation that cannot be done (a bundle that does not fit, nothing to revert), in one sentence."""
 
 

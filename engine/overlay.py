@@ -5,16 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# name -> OpenCV colour map; cividis and viridis are colour-blind safe.
-_CV_MAPS = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "cividis": cv2.COLORMAP_CIVIDIS,
-}
-COLORMAPS: tuple[str, ...] = tuple(_CV_MAPS)
-COLORBLIND_SAFE: tuple[str, ...] = ("cividis", "viridis")
+from engine.choices import COLORBLIND_SAFE, COLORMAPS
+
+__all__ = ["COLORBLIND_SAFE", "COLORMAPS", "colorize", "overlay_cam"]
+# name -> OpenCV colour map (the names and which are colour-blind safe: engine.choices).
+_CV_MAPS = {name: getattr(cv2, f"COLORMAP_{name.upper()}") for name in COLORMAPS}
 
 
 def colorize(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from engine.errors import EngineError
+
 SCHEMA_VERSION = 1
 NUM_GRADES = 8
 GRADES = tuple(range(NUM_GRADES))
 SUBLABEL_KINDS = ("ordinal", "count")
 
 
-class SchemaError(ValueError):
+class SchemaError(EngineError):
     """A schema file or a sub-label value that does not fit the schema."""
 
 
@@ -203,6 +205,30 @@ class Schema:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SchemaError(f"{p}: not valid JSON ({e})") from None
         return cls.from_dict(data)
+
+
+def parse_sublabels(text: str | None) -> dict[str, int | None]:
+    """'central_involvement=1,opacity_density=?' -> {'central_involvement': 1, 'opacity_density': None}.
+
+    The NAME=VALUE list of the command lines (CLI and app); a blank or '?' value means
+    unknown. Names and ranges are checked later, against the schema of the models in use.
+    """
+    out: dict[str, int | None] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise SchemaError(f"sub-label {item.strip()!r} must be written NAME=VALUE")
+        if value in ("", "?"):
+            out[name] = None
+            continue
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise SchemaError(f"sub-label {name!r}: {value!r} is not a whole number") from None
+    return out
 
 
 DEFAULT_SCHEMA = Schema(

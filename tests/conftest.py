@@ -47,3 +47,17 @@ def tiny_bundles(tmp_path_factory):
     student = _save_tiny(root / "student", "student", "student", backbone="resnet18")
     teacher = _save_tiny(root / "teacher", "teacher_concat", "teacher", backbone="resnet18", dim=32, depth=1, heads=2)
     return student, teacher
+
+
+@pytest.fixture(scope="session")
+def teachers(tiny_dataset, tmp_path_factory):
+    """(co-attention teacher run, image-only teacher run), one epoch each at 64 px, through the CLI."""
+    from model_builders import FAST
+
+    from engine.cli import main
+
+    root = tmp_path_factory.mktemp("teachers")
+    assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "co"), "--fusion", "coattn",
+                 "--token-layout", "zones", *FAST]) == 0
+    assert main(["train", "teacher", str(tiny_dataset), "--out", str(root / "img"), "--fusion", "none", *FAST]) == 0
+    return root / "co", root / "img"

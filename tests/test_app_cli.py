@@ -11,9 +11,10 @@ from helpers import write_disc
 from PySide6.QtCore import QSettings
 
 import cataract_app.main as app_main
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.autopilot import Autopilot
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.main_window import MainWindow
-from cataract_app.startup import Autopilot, parse_sublabels
+from engine.schema import parse_sublabels
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 60_000

@@ -7,9 +7,12 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from cataract_app.about import about_html, metrics_summary
-from cataract_app.grading.worker import STUDENT, GradingService, ModelSummary, user_message
+from cataract_app.errors import user_message
+from cataract_app.grading.loading import ModelSummary
+from cataract_app.grading.worker import GradingService
 from cataract_app.viewer.navigation import MAX_RECENT, RecentFiles, position_in_folder, sibling_images, step_image
 from engine.io import ImageReadError
+from engine.request import GradeRequest
 from engine.results import GradeResult, ModelInfo
 from engine.schema import DEFAULT_SCHEMA
 
@@ -56,7 +59,7 @@ class FakeGrader:
         self.fail_with = fail_with
         self.calls = 0
 
-    def grade(self, image, sublabels=None, cam=True, target=None):
+    def grade(self, image, request=None):
         self.calls += 1
         if self.fail_with is not None:
             raise self.fail_with
@@ -72,9 +75,9 @@ def _service(qtbot, grader):
     service = GradingService(factory=_factory(grader))
     seen = {"ready": [], "graded": [], "failed": [], "finished": []}
     service.model_ready.connect(seen["ready"].append)
-    service.graded.connect(lambda req, res: seen["graded"].append((req.request_id, res.grade)))
-    service.failed.connect(lambda req, msg: seen["failed"].append((req.request_id, msg)))
-    service.finished.connect(lambda req: seen["finished"].append(req.request_id))
+    service.graded.connect(lambda req, res: seen["graded"].append((req.ticket_id, res.grade)))
+    service.failed.connect(lambda req, msg: seen["failed"].append((req.ticket_id, msg)))
+    service.finished.connect(lambda req: seen["finished"].append(req.ticket_id))
     service.load(None)
     qtbot.waitUntil(lambda: bool(seen["ready"]), timeout=WAIT_MS)
     return service, seen
@@ -86,9 +89,9 @@ def _image(value: int) -> np.ndarray:
 
 def test_a_worker_that_raises_reports_a_message_and_still_finishes(qtbot):
     service, seen = _service(qtbot, FakeGrader(fail_with=ImageReadError("cannot read image 'x.png': it is empty")))
-    request = service.submit(STUDENT, _image(1), "x.png")
-    qtbot.waitUntil(lambda: seen["finished"] == [request.request_id], timeout=WAIT_MS)
-    assert seen["failed"] == [(request.request_id, "Cannot read image 'x.png': it is empty")]
+    request = service.submit(_image(1), GradeRequest(), "x.png")
+    qtbot.waitUntil(lambda: seen["finished"] == [request.ticket_id], timeout=WAIT_MS)
+    assert seen["failed"] == [(request.ticket_id, "Cannot read image 'x.png': it is empty")]
     assert seen["graded"] == [] and service.pending == 0
     service.shutdown()
 
@@ -96,9 +99,9 @@ def test_a_worker_that_raises_reports_a_message_and_still_finishes(qtbot):
 def test_only_the_newest_request_reaches_the_window(qtbot):
     grader = FakeGrader()
     service, seen = _service(qtbot, grader)
-    requests = [service.submit(STUDENT, _image(v), f"{v}.png") for v in (1, 2, 5)]
+    requests = [service.submit(_image(v), GradeRequest(), f"{v}.png") for v in (1, 2, 5)]
     qtbot.waitUntil(lambda: len(seen["finished"]) == 3, timeout=WAIT_MS)
-    assert seen["graded"] == [(requests[-1].request_id, 5)]
+    assert seen["graded"] == [(requests[-1].ticket_id, 5)]
     assert grader.calls <= 3 and service.pending == 0
     service.shutdown()
 
@@ -114,7 +117,7 @@ def test_a_model_that_fails_to_load_is_reported_and_grading_says_so(qtbot):
     service.load(None)
     qtbot.waitUntil(lambda: bool(failures), timeout=WAIT_MS)
     assert failures == ["Bundle /nowhere: no card.json"]
-    service.submit(STUDENT, _image(1), None)
+    service.submit(_image(1), GradeRequest(), None)
     qtbot.waitUntil(lambda: bool(failed), timeout=WAIT_MS)
     assert failed == ["Bundle /nowhere: no card.json"]
     service.shutdown()

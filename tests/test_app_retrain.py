@@ -11,16 +11,19 @@ import pytest
 from helpers import write_disc
 from PySide6.QtCore import QSettings
 
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.main_window import MainWindow
 from cataract_app.retrain.curves import LineChart, nice_ticks
-from cataract_app.retrain.job_logic import SEQUENCE, TEACHER, ProgressClock, TrainSettings, describe, train_command
+from cataract_app.retrain.launch import SEQUENCE, TEACHER, train_command
+from cataract_app.retrain.progress import ProgressClock, describe
 from engine.model_store import ModelStore
+from engine.progress import parse_event
+from engine.train_config import TrainConfig
 
 JOB_MS = 240_000  # a 1-epoch job is 10-20 s on two cores, more when they are busy
 WAIT_MS = 60_000
-TINY = TrainSettings(epochs=1, image_size=64, batch_size=16, device="cpu")
-LONG = TrainSettings(epochs=200, image_size=64, batch_size=16, device="cpu")
+TINY = TrainConfig(epochs=1, image_size=64, batch_size=16, device="cpu")
+LONG = TrainConfig(epochs=200, image_size=64, batch_size=16, device="cpu")
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def test_train_command_runs_the_engine_in_development_and_the_app_itself_when_fr
     assert args[args.index("--teacher") + 1] == "/t/bundle" and args[args.index("--progress") + 1] == "json"
     assert args[args.index("--image-size") + 1] == "64" and "--kd-alpha" in args and "--token-layout" not in args
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    program, args = train_command("teacher", "/data", "/runs/y", TrainSettings())
+    program, args = train_command("teacher", "/data", "/runs/y", TrainConfig())
     assert program == sys.executable and args[:2] == ["train", "teacher"]
     assert args[args.index("--epochs") + 1] == "20" and args[args.index("--arch") + 1] == "resnet18"
     assert "--kd-alpha" not in args and args[args.index("--token-layout") + 1] == "grid"
@@ -78,8 +81,8 @@ def test_train_command_runs_the_engine_in_development_and_the_app_itself_when_fr
 def test_method_options_reach_the_engines_train_command():
     from engine.cli import build_parser
 
-    methods = TrainSettings(fusion="coattn", token_kd=0.5, attn_kd=1.5, extra_teachers=("/t2/bundle", "/t/bundle"),
-                            arch="vit_tiny_patch16_224")
+    methods = TrainConfig(fusion="coattn", token_kd=0.5, attn_kd=1.5, extra_teachers=["/t2/bundle", "/t/bundle"],
+                          arch="vit_tiny_patch16_224")
     _, kd_args = train_command("kd", "/data", "/runs/x", methods, teacher="/t/bundle")
     kd = build_parser().parse_args(kd_args[2:])  # what the child process will parse
     assert kd.teacher == ["/t/bundle", "/t2/bundle"]  # the main teacher first, no teacher twice
@@ -87,50 +90,51 @@ def test_method_options_reach_the_engines_train_command():
     _, teacher_args = train_command("teacher", "/data", "/runs/y", methods)
     teacher = build_parser().parse_args(teacher_args[2:])
     assert teacher.fusion == "coattn" and teacher.teacher is None and teacher.token_kd == 0.0
-    _, plain = train_command("kd", "/data", "/runs/z", TrainSettings(), teacher="/t/bundle")
+    _, plain = train_command("kd", "/data", "/runs/z", TrainConfig(), teacher="/t/bundle")
     assert "--token-kd" not in plain and "--attn-kd" not in plain and plain.count("--teacher") == 1
 
 
 def test_advanced_settings_round_trip_with_a_second_teacher(qtbot, tmp_path):
-    from cataract_app.retrain.setup import SettingsBox
+    from cataract_app.retrain.form import SettingsBox
 
     box = SettingsBox()
     qtbot.addWidget(box)
     box.set_teachers([("active teacher", tmp_path / "t1"), ("run 2", tmp_path / "t2")])
     assert [box.second_teacher.itemText(i) for i in range(box.second_teacher.count())] == [
         "(none)", "active teacher", "run 2"]
-    assert box.settings().extra_teachers == () and box.settings().fusion == "concat"
-    wanted = TrainSettings(fusion="none", token_kd=0.3, attn_kd=2.0, extra_teachers=(str(tmp_path / "t2"),),
-                           arch="vit_small_patch16_224")
+    assert box.settings().extra_teachers == [] and box.settings().fusion == "concat"
+    wanted = TrainConfig(fusion="none", token_kd=0.3, attn_kd=2.0, extra_teachers=[str(tmp_path / "t2")],
+                         arch="vit_small_patch16_224")
     box.set_settings(wanted)
     assert box.settings() == wanted
     box.set_teachers([("run 2", tmp_path / "t2"), ("run 3", tmp_path / "t3")])  # a refresh keeps the pick
-    assert box.settings().extra_teachers == (str(tmp_path / "t2"),)
+    assert box.settings().extra_teachers == [str(tmp_path / "t2")]
 
 
 def test_progress_clock_gives_fraction_and_time_left():
     now = [100.0]
     clock = ProgressClock(lambda: now[0])
-    clock.update({"event": "start", "epochs": 4, "start_epoch": 1})
+    clock.update(parse_event({"event": "start", "epochs": 4, "start_epoch": 1}))
     assert clock.seconds_left() is None
     now[0] = 105.0
-    assert clock.update({"event": "batch", "epoch": 1, "step": 1, "steps": 2}) == pytest.approx(0.125)
+    assert clock.update(parse_event({"event": "batch", "epoch": 1, "step": 1, "steps": 2})) == pytest.approx(0.125)
     assert clock.seconds_left() == pytest.approx(35.0)  # 1/8 in 5 s, 7/8 to go
     now[0] = 120.0
-    assert clock.update({"event": "epoch", "epoch": 1}) == pytest.approx(0.25)
+    assert clock.update(parse_event({"event": "epoch", "epoch": 1})) == pytest.approx(0.25)
     assert clock.seconds_left() == pytest.approx(60.0)
-    clock.update({"event": "start", "epochs": 10, "start_epoch": 6})  # a resumed job counts from its start
+    clock.update(parse_event({"event": "start", "epochs": 10, "start_epoch": 6}))  # a resumed job counts from its start
     now[0] = 130.0
-    assert clock.update({"event": "epoch", "epoch": 6}) == pytest.approx(0.2)
-    assert clock.update({"event": "done"}) == 1.0
+    assert clock.update(parse_event({"event": "epoch", "epoch": 6})) == pytest.approx(0.2)
+    assert clock.update(parse_event({"event": "done"})) == 1.0
 
 
 def test_events_read_as_sentences():
-    line = describe({"event": "epoch", "epoch": 2, "epochs": 5, "train_loss": 1.5, "val_loss": 1.25, "val_acc": 0.5,
-                     "val_qwk": 0.75, "val_mae": 0.6, "seconds": 3.0, "images_per_s": 12.0, "best_epoch": 2})
+    line = describe(parse_event({"event": "epoch", "epoch": 2, "epochs": 5, "train_loss": 1.5, "val_loss": 1.25,
+                                 "val_acc": 0.5, "val_qwk": 0.75, "val_mae": 0.6, "seconds": 3.0, "images_per_s": 12.0,
+                                 "best_epoch": 2}))
     assert line.startswith("Epoch 2/5") and "accuracy 50.0 %" in line and "QWK 0.750" in line and "best" in line
-    assert describe({"event": "batch", "epoch": 1, "step": 1, "steps": 3, "loss": 1.0}) is None
-    assert describe({"event": "error", "message": "no labels"}) == "Error: no labels"
+    assert describe(parse_event({"event": "batch", "epoch": 1, "step": 1, "steps": 3, "loss": 1.0})) is None
+    assert describe(parse_event({"event": "error", "message": "no labels"})) == "Error: no labels"
 
 
 def test_line_chart_ticks_and_points(qtbot):
@@ -160,9 +164,9 @@ def test_teacher_then_student_trains_compares_and_is_promoted(qtbot, window, sto
     assert panel.running and not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
     qtbot.waitUntil(lambda: panel.outcome is not None, timeout=JOB_MS)
     assert panel.outcome.ok, panel.error.text()
-    kinds = [e["event"] for e in events]
+    kinds = [e.kind for e in events]
     assert kinds.count("start") == 2 and kinds.count("done") == 2 and "epoch" in kinds
-    assert [e["job"] for e in events if e["event"] == "start"] == ["teacher", "kd"]
+    assert [e.job for e in events if e.kind == "start"] == ["teacher", "kd"]
     assert panel.progress.value() == 1000
     assert panel.metric_chart.points("qwk") and panel.loss_chart.points("val")
     assert "Epoch 1/1" in panel.log_view.toPlainText()
@@ -193,7 +197,7 @@ def test_stop_ends_the_job_and_its_group_within_two_seconds(qtbot, window, store
     events = []
     assert panel.start()
     panel.run.event.connect(events.append)
-    qtbot.waitUntil(lambda: any(e["event"] == "start" for e in events), timeout=JOB_MS)
+    qtbot.waitUntil(lambda: any(e.kind == "start" for e in events), timeout=JOB_MS)
     pid = panel.run.process.pid
     assert pid and os.getpgid(pid) == pid  # the job leads its own process group
 
@@ -229,7 +233,7 @@ def test_a_job_killed_from_outside_shows_a_crash_with_the_log_tail(qtbot, window
     events = []
     assert panel.start()
     panel.run.event.connect(events.append)
-    qtbot.waitUntil(lambda: any(e["event"] == "start" for e in events), timeout=JOB_MS)
+    qtbot.waitUntil(lambda: any(e.kind == "start" for e in events), timeout=JOB_MS)
     os.kill(panel.run.process.pid, signal.SIGKILL)  # as an out-of-memory killer would
     qtbot.waitUntil(lambda: panel.outcome is not None, timeout=WAIT_MS)
     assert not panel.outcome.ok and not panel.outcome.stopped

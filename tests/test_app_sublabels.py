@@ -7,9 +7,10 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QComboBox, QSpinBox
 
 from cataract_app.grading.compare_panel import ComparePanel
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.grading.sublabel_form import CONFIRMED, SUGGESTED, SubLabelForm
-from cataract_app.grading.worker import LoadOptions
 from cataract_app.main_window import MainWindow
+from engine.request import PREDICTED
 from engine.results import GradeResult, ModelInfo
 from engine.schema import DEFAULT_SCHEMA
 
@@ -136,7 +137,7 @@ def test_heat_map_target_regrades_both_models_and_is_remembered(qtbot, tiny_bund
     qtbot.waitUntil(lambda: window.teacher is not None, timeout=WAIT_MS)
     before = window.student
     bar = window.overlay_bar
-    bar.explain.setCurrentIndex(bar.explain.findData(None))
+    bar.explain.setCurrentIndex(bar.explain.findData(PREDICTED.key))
     predicted = before.grade
     qtbot.waitUntil(lambda: window.student.cam_target == predicted and window.teacher is not None
                     and window.teacher.cam_target == window.teacher.grade, timeout=WAIT_MS)
@@ -146,4 +147,4 @@ def test_heat_map_target_regrades_both_models_and_is_remembered(qtbot, tiny_bund
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     assert settings.value("cam_target") == "predicted"
     again = make_window(qtbot, tmp_path, student, teacher)
-    assert again.overlay_bar.cam_target() is None
+    assert again.overlay_bar.cam_target() is PREDICTED

@@ -7,7 +7,7 @@ from helpers import write_disc
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.main_window import MainWindow
 
 WAIT_MS = 60_000
@@ -134,11 +134,12 @@ def test_zoom_keys_and_fit(qtbot, window, images):
 def test_an_empty_heat_map_is_explained_not_silent(qtbot, window, images):
     from dataclasses import replace
 
-    from cataract_app.grading.worker import TEACHER, GradeRequest
+    from engine.request import GradeRequest
 
     result = open_and_wait(qtbot, window, images[0])
     empty = replace(result, cam=np.zeros_like(result.cam))
-    window._on_graded(GradeRequest(99, TEACHER, np.zeros((4, 4, 3), np.uint8)), empty)
+    teacher = GradeRequest(sublabels={}, schema=window.summary.schema)
+    window.session.accept(teacher, empty)
     assert "heat map is empty" in window.statusBar().currentMessage()
-    window._on_graded(GradeRequest(100, TEACHER, np.zeros((4, 4, 3), np.uint8)), result)
+    window.session.accept(teacher, result)
     assert "heat map is empty" not in window.statusBar().currentMessage()

@@ -26,7 +26,7 @@ def test_default_bundles_are_demo_models_with_test_metrics():
 def test_defaults_grade_a_synthetic_photo_with_both_models(grader):
     sample = render_sample(np.random.default_rng(5), image_size=192, target_grade=6)
     student = grader.grade(sample.image)
-    teacher = grader.grade(sample.image, sublabels=sample.true_sublabels)
+    teacher = grader.grade(sample.image, grader.request(sublabels=sample.true_sublabels))
     assert student.model.name == "demo-distilled-student" and teacher.model.name == "demo-fusion-teacher"
     assert student.cam.shape == (192, 192) and teacher.cam.shape == (192, 192)
     assert abs(teacher.grade - sample.true_grade) <= 1  # the teacher reads the sub-labels well
@@ -46,7 +46,7 @@ def test_heat_map_of_what_raises_the_grade_lies_on_a_single_spoke(grader):
     for seed in range(4):
         for angle in (0, 45, 120, 200, 315):
             s = _single_spoke(seed, angle)
-            cam = grader.grade(s.image, target="severity").cam
+            cam = grader.grade(s.image, grader.request(target="severity")).cam
             mask = s.opacity_mask > 0.1
             assert mask.any() and (~mask).any()
             inside.append(float(cam[mask].mean()))

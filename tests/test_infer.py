@@ -10,7 +10,7 @@ import pytest
 
 from engine.bundle import BundleError
 from engine.cli import main
-from engine.infer import Grader, GraderError
+from engine.infer import Grader, GradeRequest, GraderError
 from engine.io import ImageReadError
 
 
@@ -28,7 +28,7 @@ def _disc(h=90, w=120, seed=0):
 
 
 def test_grade_gives_probabilities_and_a_cam_at_image_resolution(grader):
-    r = grader.grade(_disc(), cam=True)
+    r = grader.grade(_disc())
     assert 0 <= r.grade <= 7 and len(r.probabilities) == 8
     assert abs(sum(r.probabilities) - 1) < 1e-5 and r.confidence == pytest.approx(max(r.probabilities))
     assert r.cam.shape == (90, 120) and r.cam.dtype == np.float32
@@ -41,12 +41,12 @@ def test_grade_gives_probabilities_and_a_cam_at_image_resolution(grader):
 
 def test_cam_for_a_chosen_grade_and_methods(grader):
     img = _disc()
-    maps = {m: grader.grade(img, target=5, cam_method=m).cam for m in ("gradcam", "gradcam++", "layercam", "eigencam")}
+    maps = {m: grader.grade(img, GradeRequest(target=5, cam_method=m)).cam for m in ("gradcam", "gradcam++", "layercam", "eigencam")}
     assert all(m.shape == (90, 120) for m in maps.values())
     assert not np.allclose(maps["gradcam"], maps["eigencam"])
-    assert grader.grade(img, target=5).cam_target == 5
+    assert grader.grade(img, GradeRequest(target=5)).cam_target == 5
     with pytest.raises(GraderError, match="unknown CAM method"):
-        grader.grade(img, cam_method="magic")
+        grader.grade(img, GradeRequest(cam_method="magic"))
 
 
 def _reference_gradcam(grader, img, target, method=None, layer=None):
@@ -90,7 +90,7 @@ def test_one_pass_cam_equals_pytorch_grad_cam_own_route(grader, target):
     targets = list(range(8)) if target == "each grade" else [None if target == "predicted" else target]
     nonzero = 0
     for t in targets:
-        ours = grader.grade(img, target=t)
+        ours = grader.grade(img, GradeRequest(target=t))
         ref = _reference_gradcam(grader, img, ours.grade if t is None else t)
         assert ref.shape == ours.cam.shape
         if ref.max() == 0:  # no region raises this grade: both must say so
@@ -114,7 +114,7 @@ def test_cam_levers_equal_pytorch_grad_cam_own_route(tiny_bundles, tmp_path, var
     g = Grader(student, device="cpu")
     img = _disc(64, 64, seed=5)
     method = "hirescam" if variant == "hirescam" else "gradcam"
-    ours = g.grade(img, target="severity", cam_method=method)
+    ours = g.grade(img, GradeRequest(target="severity", cam_method=method))
     layer = (lambda m: m.backbone.layer3[-1]) if variant == "stride16" else None
     ref = _reference_gradcam(g, img, "severity", HiResCAM if variant == "hirescam" else GradCAM, layer)
     grid = g._student.forward_features(torch.zeros(1, 3, 64, 64)).shape[-1]
@@ -124,23 +124,23 @@ def test_cam_levers_equal_pytorch_grad_cam_own_route(tiny_bundles, tmp_path, var
 
 def test_any_input_size_is_resized_to_what_the_model_expects(grader):
     for h, w in ((40, 40), (500, 300), (64, 64)):
-        r = grader.grade(_disc(h, w, seed=1), target="severity")
+        r = grader.grade(_disc(h, w, seed=1), GradeRequest(target="severity"))
         assert r.cam.shape == (h, w) and abs(sum(r.probabilities) - 1) < 1e-5
 
 
 def test_severity_target_and_bad_targets(grader):
     img = _disc(seed=2)
-    r = grader.grade(img, target="severity")
+    r = grader.grade(img, GradeRequest(target="severity"))
     assert r.cam_target == "severity" and r.cam.shape == (90, 120) and r.cam.max() <= 1
-    assert not np.allclose(r.cam, grader.grade(img, target=0).cam)
+    assert not np.allclose(r.cam, grader.grade(img, GradeRequest(target=0)).cam)
     for bad in (8, -1, "worst", 2.5, True):
         with pytest.raises(GraderError, match="target must be a grade 0-7"):
-            grader.grade(img, target=bad)
+            grader.grade(img, GradeRequest(target=bad))
 
 
 def test_without_cam_the_same_grade(grader):
     img = _disc(seed=3)
-    a, b = grader.grade(img, cam=True), grader.grade(img, cam=False)
+    a, b = grader.grade(img), grader.grade(img, GradeRequest(cam=False))
     assert b.cam is None and a.grade == b.grade
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
 
@@ -148,8 +148,8 @@ def test_without_cam_the_same_grade(grader):
 def test_sublabels_route_through_the_teacher(grader):
     img = _disc()
     full = {n: 1 for n in grader.schema.names}
-    r_full = grader.grade(img, sublabels=full)
-    r_part = grader.grade(img, sublabels={"sectors_involved": 4})
+    r_full = grader.grade(img, grader.request(sublabels=full))
+    r_part = grader.grade(img, grader.request(sublabels={"sectors_involved": 4}))
     assert r_full.model.role == "teacher" and r_part.model.role == "teacher"
     assert r_part.sublabels_used["sectors_involved"] == 4 and r_part.sublabels_used["morphology"] is None
     assert r_full.probabilities != r_part.probabilities
@@ -160,7 +160,7 @@ def test_bad_requests_are_refused_with_a_sentence(grader, tmp_path):
     from engine.schema import SchemaError
 
     with pytest.raises(SchemaError, match="outside 0-2"):
-        grader.grade(_disc(), sublabels={"central_involvement": 7})
+        grader.grade(_disc(), grader.request(sublabels={"central_involvement": 7}))
     with pytest.raises(GraderError, match="HxWx3 uint8"):
         grader.grade(np.zeros((10, 10), np.uint8))
     bad = tmp_path / "bad.png"
@@ -174,7 +174,7 @@ def test_no_teacher_means_a_clear_error(tiny_bundles, tmp_path, monkeypatch):
     g = Grader(tiny_bundles[0], teacher=None, device="cpu")
     assert not g.has_teacher
     with pytest.raises(GraderError, match="needs a fusion teacher"):
-        g.grade(_disc(), sublabels={"sectors_involved": 1})
+        g.grade(_disc(), g.request(sublabels={"sectors_involved": 1}))
 
 
 def test_teacher_with_another_schema_is_refused(tiny_bundles, tmp_path):
@@ -199,11 +199,11 @@ def test_batch_with_a_bad_file_in_the_middle(grader, tmp_path):
         cv2.imwrite(str(p), _disc(seed=i))
         paths.append(p)
     (tmp_path / "img2.png").write_bytes(b"\x89PNG broken")
-    out = list(grader.grade_files(paths, batch_size=2, cam=False))
+    out = list(grader.grade_files(paths, GradeRequest(cam=False), batch_size=2))
     assert [o[0] for o in out] == [str(p) for p in paths]
     assert out[2][1] is None and out[2][2]
     assert all(o[1] is not None and o[2] is None for i, o in enumerate(out) if i != 2)
-    single = grader.grade(paths[4], cam=False)
+    single = grader.grade(paths[4], GradeRequest(cam=False))
     np.testing.assert_allclose(out[4][1].probabilities, single.probabilities, atol=1e-5)
 
 
@@ -286,3 +286,15 @@ def test_cam_on_a_vit_student_has_the_image_size(tmp_path):
     assert r.cam.shape == img.shape[:2] and np.isfinite(r.cam).all()
     inside = r.cam[:, 12:84]  # the centred square the model saw
     assert inside.max() > inside.min()
+
+
+def test_a_request_is_checked_once_when_built(grader):
+    from engine.request import PREDICTED, TARGET_KEYS, Grade, cam_target
+
+    r = grader.request(sublabels={"sectors_involved": "4"}, target="3")
+    assert r.role == "teacher" and r.sublabels["sectors_involved"] == 4 and r.sublabels["morphology"] is None
+    assert r.target == Grade(3) and r.target.key == "3" and r.explaining("severity").target.key == "severity"
+    assert [cam_target(k).key for k in TARGET_KEYS] == list(TARGET_KEYS)
+    assert GradeRequest().role == "student" and GradeRequest().target is PREDICTED
+    with pytest.raises(GraderError, match="checked against a schema"):
+        GradeRequest(sublabels={"sectors_involved": 4})

@@ -203,3 +203,12 @@ def test_pretrained_path_refuses_other_weights(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01 not a tensor file")
     with pytest.raises(ModelConfigError, match="not a readable safetensors file"):
         create_model("student", image_size=SIZE, pretrained_path=str(tmp_path / "junk.safetensors"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_keeps_the_grading_contract(name):
+    from engine.models import GradingModel
+
+    model = small(name)
+    assert isinstance(model, GradingModel)
+    assert isinstance(model.feature_dim, int) and model.feature_dim > 0 and isinstance(model.config, dict)

@@ -6,14 +6,15 @@ import pytest
 
 from engine.bundle import load_bundle, read_card
 from engine.cli import main
-from engine.progress import Cancelled, CancelToken
+from engine.progress import Cancelled, CancelToken, parse_line
 from engine.train import TrainConfig, TrainError, run_training
 
 FAST = ["--epochs", "1", "--image-size", "64", "--batch-size", "16", "--device", "cpu", "--progress", "json"]
 
 
-def _events(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+def _events(out: str) -> list:
+    """The typed events of the JSON lines on stdout."""
+    return [parse_line(line) for line in out.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_student_and_kd_jobs(tiny_dataset, teacher_run, tmp_path, capsys):
     assert main(["train", "kd", str(tiny_dataset), "--out", str(tmp_path / "k"),
                  "--teacher", str(teacher_run / "bundle"), *FAST]) == 0
     events = _events(capsys.readouterr().out)
-    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert events[0].kind == "start" and events[-1].kind == "done"
     card = read_card(tmp_path / "k" / "bundle")
     teacher_card = read_card(teacher_run / "bundle")
     assert card.role == "student" and card.teacher["model_id"] == teacher_card.model_id
@@ -55,14 +56,14 @@ def test_kd_refuses_a_student_as_teacher(tiny_dataset, tmp_path, teacher_run, ca
                  "--teacher", str(tmp_path / "s" / "bundle"), *FAST])
     assert code == 2
     err = _events(capsys.readouterr().out)[-1]
-    assert err["event"] == "error" and "teacher" in err["message"]
+    assert err.kind == "error" and "teacher" in err.message
 
 
 def test_bad_dataset_reports_an_error_event(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("image,grade\nmissing.png,9\n")
     assert main(["train", "student", str(tmp_path), "--out", str(tmp_path / "run"), *FAST]) == 2
     event = _events(capsys.readouterr().out)[-1]
-    assert event["event"] == "error" and "labels.csv" in event["message"]
+    assert event.kind == "error" and "labels.csv" in event.message
 
 
 def test_resume_continues_from_the_saved_epoch(tiny_dataset, tmp_path):
@@ -73,7 +74,7 @@ def test_resume_continues_from_the_saved_epoch(tiny_dataset, tmp_path):
 
     def stop_after_first_epoch(event):
         seen.append(event)
-        if event["event"] == "epoch" and event["epoch"] == 1:
+        if event.kind == "epoch" and event.epoch == 1:
             token.cancel()
 
     with pytest.raises(Cancelled):
@@ -82,8 +83,8 @@ def test_resume_continues_from_the_saved_epoch(tiny_dataset, tmp_path):
     cfg.resume = True
     events = []
     result = run_training(cfg, progress=events.append)
-    assert events[0]["event"] == "start" and events[0]["start_epoch"] == 2
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [2, 3]
+    assert events[0].kind == "start" and events[0].start_epoch == 2
+    assert [e.epoch for e in events if e.kind == "epoch"] == [2, 3]
     assert result.bundle.exists()
 
 
@@ -106,16 +107,16 @@ def test_evaluate_scores_the_split_the_bundle_was_trained_with(teacher_run, tiny
 
 def test_config_refuses_unknown_schedule_augmentation_and_misplaced_unlabelled(tiny_dataset, tmp_path):
     base = dict(dataset=str(tiny_dataset), out=str(tmp_path))
-    with pytest.raises(TrainError, match="learning-rate schedule"):
+    with pytest.raises(TrainError, match="unknown lr schedule .step.; choose one of cosine, plateau"):
         run_training(TrainConfig(job="student", lr_schedule="step", **base))
-    with pytest.raises(TrainError, match="unknown augmentation"):
+    with pytest.raises(TrainError, match="unknown augment .heavy.; choose one of realistic, basic, none"):
         run_training(TrainConfig(job="student", augment="heavy", **base))
     with pytest.raises(TrainError, match="only used by a kd job"):
         run_training(TrainConfig(job="student", unlabelled=str(tiny_dataset), **base))
 
 
 def test_plateau_schedule_cuts_the_rate_when_validation_stalls():
-    from engine.train import PLATEAU_FACTOR, _lr_factor, plateau_step
+    from engine.lr_schedule import PLATEAU_FACTOR, lr_factor, plateau_step
 
     # patience 6: a cut after 3 epochs with neither a new best nor a cut, then 3 more before the next
     scale, cut = 1.0, 0
@@ -125,9 +126,9 @@ def test_plateau_schedule_cuts_the_rate_when_validation_stalls():
         history.append(scale)
     assert history == [1.0, 1.0, 1.0, 1.0, PLATEAU_FACTOR, PLATEAU_FACTOR, PLATEAU_FACTOR, PLATEAU_FACTOR**2,
                        PLATEAU_FACTOR**2]
-    assert _lr_factor(50, 10, 100, "plateau", 0.09) == 0.09  # no cosine decay on the plateau schedule
-    assert _lr_factor(4, 10, 100, "plateau", 1.0) == 0.5  # the same warm-up
-    assert _lr_factor(100, 10, 100) == 0.0
+    assert lr_factor(50, 10, 100, "plateau", 0.09) == 0.09  # no cosine decay on the plateau schedule
+    assert lr_factor(4, 10, 100, "plateau", 1.0) == 0.5  # the same warm-up
+    assert lr_factor(100, 10, 100) == 0.0
 
 
 def test_kd_learns_from_unlabelled_images_too(tiny_dataset, teacher_run, tmp_path):

@@ -103,14 +103,12 @@ class ComparePanel(QGroupBox):
 
     def set_teacher(self, result: GradeResult | None) -> None:
         self._teacher = result
-        self._teacher_stale = False
         self._refresh()
 
-    def mark_teacher_stale(self) -> None:
-        """The form changed after the teacher answered: its answer no longer matches the form."""
-        if self._teacher is not None and not self._teacher_stale:
-            self._teacher_stale = True
-            self._refresh()
+    def set_teacher_stale(self, stale: bool) -> None:
+        """Whether the entered sub-labels changed since the teacher answered (the session decides)."""
+        self._teacher_stale = stale
+        self._refresh()
 
     def gap(self) -> int | None:
         return disagreement(self._student, self._teacher)

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from cataract_app import theme
 from cataract_app.grading.prob_bars import ProbabilityBars
 from engine.results import GradeResult, ModelInfo
+from engine.schema import GRADES
 
 ROLE_NAMES = {"student": "image-only model", "teacher": "fusion model (image + sub-labels)"}
 
@@ -84,7 +85,7 @@ class GradePanel(QGroupBox):
 
     def __init__(self, parent=None) -> None:
         super().__init__("Grade", parent)
-        self._grade_names: tuple[str, ...] = tuple(str(g) for g in range(8))
+        self._grade_names: tuple[str, ...] = tuple(str(g) for g in GRADES)
         self.banner = DemoBanner()
         self.state = QLabel("Open a retro-illumination photograph (Ctrl+O) or drop one here.")
         self.state.setWordWrap(True)

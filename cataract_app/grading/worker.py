@@ -1,99 +1,42 @@
-"""Grading off the GUI thread: one Grader in one worker thread, requests serialised and versioned.
+"""Grading off the GUI thread: one Grader in one worker thread, tickets serialised and versioned.
 
-Every request carries an id. A newer request of the same kind supersedes older ones:
-the worker skips them if they have not started, and their answers never reach the
-window. Each request ends with `finished(request)`, whatever happened, and a load ends
-with `model_ready` or `model_failed`.
+Every ticket carries an id, an image and the engine's GradeRequest. A newer ticket of the
+same kind (student or teacher) supersedes older ones: the worker skips them if they have
+not started, and their answers never reach the window. Each ticket ends with
+`finished(ticket)`, whatever happened, and a load ends with `model_ready` or `model_failed`.
 """
 
 from __future__ import annotations
 
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-STUDENT, TEACHER = "student", "teacher"
+from cataract_app.errors import AppError, user_message
+from cataract_app.grading.loading import LoadOptions, build_grader
+from engine.choices import ROLES
+from engine.request import GradeRequest
 
 
 @dataclass(frozen=True)
-class LoadOptions:
-    """Which bundles to load and where: the command line's --model/--teacher/--device."""
+class GradeTicket:
+    """One image queued for grading as `request` asks; newer tickets of its kind supersede it."""
 
-    student: str | None = None
-    teacher: str | None = None
-    device: str = "auto"
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    """What the window needs to know about the loaded models; no tensors, no modules."""
-
-    schema: Any
-    student_card: Any
-    teacher_card: Any
-    has_teacher: bool
-    device: str
-    colormaps: tuple[str, ...]
-    load_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class GradeRequest:
-    """One image to grade, by the student or (with sub-labels) the teacher."""
-
-    request_id: int
-    kind: str  # STUDENT or TEACHER
+    ticket_id: int
     image: np.ndarray = field(repr=False)
+    request: GradeRequest
     source: str | None = None
-    sublabels: dict[str, int | None] | None = None
-    cam_target: str | None = None  # None: the predicted grade; "severity": what raises the expected grade
+
+    @property
+    def kind(self) -> str:
+        """STUDENT or TEACHER: who answers, and which earlier tickets this one supersedes."""
+        return self.request.role
 
 
-class ModelNotReady(RuntimeError):
+class ModelNotReady(AppError):
     """A grade was asked for while no model is loaded (it failed to load)."""
-
-
-def user_message(exc: BaseException) -> str:
-    """One readable sentence for an exception; the engine's own errors already are one."""
-    if type(exc).__module__.startswith("engine.") or isinstance(exc, (OSError, ValueError, ModelNotReady)):
-        text = str(exc) or type(exc).__name__
-    elif isinstance(exc, MemoryError):
-        text = "Not enough memory for this image or model."
-    else:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        text = f"Unexpected error ({type(exc).__name__}): {exc}"
-    return text[0].upper() + text[1:] if text else text
-
-
-def build_grader(options: LoadOptions) -> tuple[Any, ModelSummary]:
-    """Import the heavy stack and load the models; runs in the worker thread."""
-    import time
-
-    t0 = time.perf_counter()
-    import engine.compat  # noqa: F401  (before timm and grad-cam)
-
-    # isort: split
-    import pytorch_grad_cam  # noqa: F401  (the Grader imports it on the first grade; pay for it while loading)
-
-    from engine.infer import Grader
-    from engine.overlay import COLORMAPS
-
-    grader = Grader(student=options.student, teacher=options.teacher, device=options.device)
-    summary = ModelSummary(
-        schema=grader.schema,
-        student_card=grader.student_card,
-        teacher_card=grader.teacher_card,
-        has_teacher=bool(grader.has_teacher),
-        device=str(grader.device),
-        colormaps=tuple(COLORMAPS),
-        load_ms=(time.perf_counter() - t0) * 1000,
-    )
-    return grader, summary
 
 
 class GraderWorker(QObject):
@@ -101,11 +44,11 @@ class GraderWorker(QObject):
 
     model_ready = Signal(object)  # ModelSummary
     model_failed = Signal(str)
-    graded = Signal(object, object)  # GradeRequest, GradeResult
-    failed = Signal(object, str)  # GradeRequest, message
-    finished = Signal(object)  # GradeRequest, always
+    graded = Signal(object, object)  # GradeTicket, GradeResult
+    failed = Signal(object, str)  # GradeTicket, message
+    finished = Signal(object)  # GradeTicket, always
 
-    def __init__(self, is_current: Callable[[GradeRequest], bool], factory=build_grader) -> None:
+    def __init__(self, is_current: Callable[[GradeTicket], bool], factory=build_grader) -> None:
         super().__init__()
         self._is_current = is_current
         self._factory = factory
@@ -123,21 +66,20 @@ class GraderWorker(QObject):
             self.model_ready.emit(summary)
 
     @Slot(object)
-    def grade(self, request: GradeRequest) -> None:
+    def grade(self, ticket: GradeTicket) -> None:
         try:
-            if not self._is_current(request):
+            if not self._is_current(ticket):
                 return
             if self._grader is None:
                 raise ModelNotReady(self._load_error or "the model is not loaded")
-            result = self._grader.grade(request.image, sublabels=request.sublabels, cam=True,
-                                        target=request.cam_target)
-            if request.source and getattr(result, "source", None) is None:
-                result = replace(result, source=request.source)
-            self.graded.emit(request, result)
+            result = self._grader.grade(ticket.image, ticket.request)
+            if ticket.source and getattr(result, "source", None) is None:
+                result = replace(result, source=ticket.source)
+            self.graded.emit(ticket, result)
         except Exception as e:  # noqa: BLE001
-            self.failed.emit(request, user_message(e))
+            self.failed.emit(ticket, user_message(e))
         finally:
-            self.finished.emit(request)
+            self.finished.emit(ticket)
 
 
 class GradingService(QObject):
@@ -153,7 +95,7 @@ class GradingService(QObject):
 
     def __init__(self, factory=build_grader, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._latest = {STUDENT: 0, TEACHER: 0}
+        self._latest = dict.fromkeys(ROLES, 0)
         self._next_id = 0
         self.pending = 0  # requests submitted and not yet finished
         self._thread = QThread()
@@ -173,24 +115,23 @@ class GradingService(QObject):
     def load(self, options: LoadOptions) -> None:
         self._load_requested.emit(options)
 
-    def submit(self, kind: str, image: np.ndarray, source: str | None, sublabels=None,
-               cam_target: str | None = None) -> GradeRequest:
-        """Queue a request; it supersedes every earlier request of its kind."""
+    def submit(self, image: np.ndarray, request: GradeRequest, source: str | None = None) -> GradeTicket:
+        """Queue `image` for grading as `request` asks; it supersedes every earlier ticket of its kind."""
         self._next_id += 1
-        self._latest[kind] = self._next_id
-        request = GradeRequest(self._next_id, kind, image, source, sublabels, cam_target)
+        ticket = GradeTicket(self._next_id, image, request, source)
+        self._latest[ticket.kind] = self._next_id
         self.pending += 1
-        self._grade_requested.emit(request)
-        return request
+        self._grade_requested.emit(ticket)
+        return ticket
 
     def supersede_all(self) -> None:
         """A new image: every pending or running request is now stale."""
         self._next_id += 1
         self._latest = dict.fromkeys(self._latest, self._next_id)
 
-    def is_current(self, request: GradeRequest) -> bool:
+    def is_current(self, ticket: GradeTicket) -> bool:
         # Read from the worker thread too: a dict lookup of ints is atomic under the GIL.
-        return self._latest.get(request.kind) == request.request_id
+        return self._latest.get(ticket.kind) == ticket.ticket_id
 
     def shutdown(self) -> None:
         """Stop the worker thread after the request it is running (call once, on close)."""
@@ -199,14 +140,14 @@ class GradingService(QObject):
             self._thread.quit()
             self._thread.wait()
 
-    def _on_finished(self, request: GradeRequest) -> None:
+    def _on_finished(self, ticket: GradeTicket) -> None:
         self.pending -= 1
-        self.finished.emit(request)
+        self.finished.emit(ticket)
 
-    def _on_graded(self, request: GradeRequest, result) -> None:
-        if self.is_current(request):
-            self.graded.emit(request, result)
+    def _on_graded(self, ticket: GradeTicket, result) -> None:
+        if self.is_current(ticket):
+            self.graded.emit(ticket, result)
 
-    def _on_failed(self, request: GradeRequest, message: str) -> None:
-        if self.is_current(request):
-            self.failed.emit(request, message)
+    def _on_failed(self, ticket: GradeTicket, message: str) -> None:
+        if self.is_current(ticket):
+            self.failed.emit(ticket, message)

@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from cataract_app import theme
+from engine.schema import NUM_GRADES
 
 # key, label, higher is better, format
 METRICS = (
@@ -23,7 +24,7 @@ METRICS = (
 
 def evaluate_pair(candidate: Path, active: Path | None, dataset: Path, device: str = "auto", batch_size: int = 32) -> dict:
     """Both bundles scored on the candidate's validation split; the active side may hold an error sentence."""
-    from cataract_app.grading.worker import user_message
+    from cataract_app.errors import user_message
     from engine.bundle import read_card
     from engine.evaluation import evaluate_on_split
 
@@ -59,7 +60,7 @@ class ConfusionGrid(QWidget):
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt override)
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        n, left, top, bottom = 8, 24, 40, 20
+        n, left, top, bottom = NUM_GRADES, 24, 40, 20
         cell = max(8.0, min((self.width() - left - 4) / n, (self.height() - top - bottom) / n))
         centre = Qt.AlignmentFlag.AlignCenter
         p.setPen(QColor(theme.TEXT))

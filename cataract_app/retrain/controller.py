@@ -1,8 +1,9 @@
 """The window's side of retraining: the model store, the Training menu's dialogs, promote and reload.
 
-The window loads the store's active models at start (unless --model/--teacher name others),
-reloads its one Grader after every promote or switch back, and asks before quitting while
-a training job runs.
+The controller owns which bundles the window grades with (`load_options`): the store's
+active models at start unless --model/--teacher name others. After every promote or
+switch back it changes them and emits `models_changed`; the window reloads its one Grader.
+It asks before the app quits while a training job runs. It never calls into the window.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QObject, QSettings, QStandardPaths, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
-from cataract_app.grading.worker import LoadOptions
+from cataract_app.grading.loading import LoadOptions
 from cataract_app.retrain.job import GRACE_MS
 from engine.model_store import ROLES, STORE_ENV, ModelStore, default_store_root
+from engine.resources import has_card
 
 STOP_WAIT_MS = 2000
 
@@ -37,16 +39,19 @@ def question(parent, title: str, text: str) -> bool:
 
 
 class TrainingController(QObject):
-    """Owns the store and the retrain and models dialogs of one window."""
+    """Owns the store, the bundles graded with, and the retrain and models dialogs of one window."""
 
-    def __init__(self, window, store: ModelStore | None = None) -> None:
-        super().__init__(window)
-        self.window = window
+    models_changed = Signal(object, str)  # LoadOptions to grade with from now on, a message for the user
+
+    def __init__(self, parent: QWidget, settings: QSettings, store: ModelStore | None = None) -> None:
+        super().__init__(parent)
+        self._parent, self.settings = parent, settings
         self._store = store
+        self.load_options = LoadOptions()
         self.retrain_dialog = None
         self.models_dialog = None
         self.startup_problems: list[str] = []
-        self.ask = lambda title, text: question(self.window, title, text)
+        self.ask = lambda title, text: question(self._parent, title, text)
 
     @property
     def store(self) -> ModelStore:
@@ -56,22 +61,23 @@ class TrainingController(QObject):
 
     # ---- which models ---------------------------------------------------------------------------
     def resolve(self, options: LoadOptions) -> LoadOptions:
-        """Fill the roles not named on the command line with the store's active bundles."""
+        """Grade with `options`, the roles not named on the command line filled with the store's active bundles."""
         missing = [r for r in ROLES if getattr(options, r) is None]
-        if not missing:
-            return options
-        self.startup_problems = self.store.problems()
-        return replace(options, **{r: self._active_option(r) for r in missing})
+        if missing:
+            self.startup_problems = self.store.problems()
+            options = replace(options, **{r: self._active_option(r) for r in missing})
+        self.load_options = options
+        return options
 
     def _active_option(self, role: str) -> str | None:
         path = self.store.active(role)
-        return str(path) if (path / "card.json").is_file() else None  # None: no such model installed
+        return str(path) if has_card(path) else None  # None: no such model installed
 
     def current_bundle(self, role: str) -> Path | None:
         """The bundle the window grades with for `role` (None when no such model is installed)."""
-        chosen = getattr(self.window.load_options, role)
+        chosen = getattr(self.load_options, role)
         path = Path(chosen) if chosen else self.store.defaults[role]
-        return path if (path / "card.json").is_file() else None
+        return path if has_card(path) else None
 
     def teacher_choices(self) -> list[tuple[str, Path]]:
         """Teachers a student can be distilled from: the active one first, then the store's others."""
@@ -114,7 +120,8 @@ class TrainingController(QObject):
 
     def _reload(self, roles: list[str], message: str) -> None:
         changes = {role: self._active_option(role) for role in roles}
-        self.window.reload_models(replace(self.window.load_options, **changes), message)
+        self.load_options = replace(self.load_options, **changes)
+        self.models_changed.emit(self.load_options, message)
         if self.models_dialog is not None:
             self.models_dialog.refresh()
         if self.retrain_dialog is not None:
@@ -125,7 +132,7 @@ class TrainingController(QObject):
         if self.retrain_dialog is None:
             from cataract_app.retrain.panel import RetrainDialog
 
-            self.retrain_dialog = RetrainDialog(self, self.window)
+            self.retrain_dialog = RetrainDialog(self, self._parent)
         self.retrain_dialog.refresh_teachers()
         self.retrain_dialog.show()
         self.retrain_dialog.raise_()
@@ -136,7 +143,7 @@ class TrainingController(QObject):
         if self.models_dialog is None:
             from cataract_app.retrain.models_dialog import ModelsDialog
 
-            self.models_dialog = ModelsDialog(self, self.window)
+            self.models_dialog = ModelsDialog(self, self._parent)
         self.models_dialog.refresh()
         self.models_dialog.show()
         self.models_dialog.raise_()
@@ -163,8 +170,8 @@ class TrainingController(QObject):
         return True
 
     def last_dataset_folder(self) -> str | None:
-        value = self.window.settings.value("retrain/dataset")
+        value = self.settings.value("retrain/dataset")
         return str(value) if value else None
 
     def remember_dataset_folder(self, path: str) -> None:
-        self.window.settings.setValue("retrain/dataset", path)
+        self.settings.setValue("retrain/dataset", path)

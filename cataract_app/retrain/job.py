@@ -7,7 +7,6 @@ run is two jobs in a row, the second distilled from the first one's bundle.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections import deque
@@ -16,7 +15,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from cataract_app.retrain.job_logic import ROLE_OF_JOB, TrainSettings, child_environment, describe, train_command
+from cataract_app.launcher import child_environment
+from cataract_app.retrain.launch import ROLE_OF_JOB, train_command
+from cataract_app.retrain.progress import describe
+from engine.progress import DoneEvent, ErrorEvent, ProgressEvent, parse_line
+from engine.train_config import TrainConfig
 
 GRACE_MS = 700  # between SIGTERM and SIGKILL; the whole stop stays well under 2 s
 TAIL_LINES = 40
@@ -32,13 +35,13 @@ class JobOutcome:
     message: str = ""
     bundles: dict[str, Path] = field(default_factory=dict)
     tail: list[str] = field(default_factory=list)
-    done: dict | None = None
+    done: DoneEvent | None = None
 
 
 class TrainProcess(QObject):
     """One `train` child process; emits its events and log lines, then `finished(JobOutcome)` once."""
 
-    event = Signal(dict)
+    event = Signal(object)  # a typed engine.progress event
     log = Signal(str, str)  # text, kind: "info", "stderr" or "error"
     finished = Signal(object)  # JobOutcome
 
@@ -49,7 +52,7 @@ class TrainProcess(QObject):
         self.pid: int | None = None
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._buffers = {"out": b"", "err": b""}
-        self._done: dict | None = None
+        self._done: DoneEvent | None = None
         self._error: str | None = None
         self._stopping = False
         self._reported = False
@@ -116,26 +119,22 @@ class TrainProcess(QObject):
     def _line(self, text: str, which: str) -> None:
         if not text.strip():
             return
-        if which == "out" and text.startswith("{"):
-            try:
-                event = json.loads(text)
-            except json.JSONDecodeError:
-                event = None
-            if isinstance(event, dict) and "event" in event:
-                self._on_event(event)
-                return
+        event = parse_line(text) if which == "out" else None
+        if event is not None:
+            self._on_event(event)
+            return
         self.tail.append(text)
         self.log.emit(text, "stderr" if which == "err" else "info")
 
-    def _on_event(self, event: dict) -> None:
-        if event["event"] == "done":
+    def _on_event(self, event: ProgressEvent) -> None:
+        if isinstance(event, DoneEvent):
             self._done = event
-        elif event["event"] == "error":
-            self._error = str(event.get("message", "the job failed"))
+        elif isinstance(event, ErrorEvent):
+            self._error = str(event.message)
         line = describe(event)
         if line:
             self.tail.append(line)
-            self.log.emit(line, "error" if event["event"] == "error" else "info")
+            self.log.emit(line, "error" if isinstance(event, ErrorEvent) else "info")
         self.event.emit(event)
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
@@ -165,7 +164,7 @@ class TrainProcess(QObject):
             outcome = JobOutcome(False, stopped=True, message="The job was stopped; the active models are unchanged.")
         elif exit_code == 0 and not crashed and self._done is not None:
             role = ROLE_OF_JOB.get(self.job, "student")
-            outcome = JobOutcome(True, bundles={role: Path(self._done["bundle"])}, done=self._done)
+            outcome = JobOutcome(True, bundles={role: Path(self._done.bundle)}, done=self._done)
         elif self._error:
             outcome = JobOutcome(False, message=_sentence(self._error))
         elif crashed:
@@ -192,11 +191,11 @@ class TrainingRun(QObject):
     """One or two jobs in a row (teacher, student from a teacher, or teacher then student), one at a time."""
 
     step_started = Signal(int, int, str, str)  # index, count, job, run folder
-    event = Signal(dict)
+    event = Signal(object)
     log = Signal(str, str)
     finished = Signal(object)  # JobOutcome over the whole run
 
-    def __init__(self, steps: list[Step], dataset: Path, settings: TrainSettings, new_run_dir, parent=None) -> None:
+    def __init__(self, steps: list[Step], dataset: Path, settings: TrainConfig, new_run_dir, parent=None) -> None:
         super().__init__(parent)
         self.steps, self.dataset, self.settings = steps, Path(dataset), settings
         self._new_run_dir = new_run_dir  # job -> a fresh run folder

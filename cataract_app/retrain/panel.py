@@ -31,10 +31,12 @@ from PySide6.QtWidgets import (
 from cataract_app import theme
 from cataract_app.retrain.compare import ComparePane, evaluate_pair
 from cataract_app.retrain.curves import LineChart
+from cataract_app.retrain.form import DatasetBox, JobBox, SettingsBox
 from cataract_app.retrain.job import JobOutcome, Step, TrainingRun
-from cataract_app.retrain.job_logic import KD, ROLE_OF_JOB, SEQUENCE, TEACHER, ProgressClock, format_duration
-from cataract_app.retrain.setup import DatasetBox, JobBox, SettingsBox
+from cataract_app.retrain.launch import KD, ROLE_OF_JOB, SEQUENCE, TEACHER
+from cataract_app.retrain.progress import ProgressClock, format_duration
 from cataract_app.retrain.tasks import TaskRunner
+from engine.progress import BatchEvent, EpochEvent, ProgressEvent, StartEvent
 
 LOG_COLORS = {"info": theme.TEXT, "stderr": theme.MUTED, "error": theme.ERROR_TEXT}
 TAIL_SHOWN = 12
@@ -245,23 +247,22 @@ class RetrainDialog(QDialog):
         self.loss_chart.clear()
         self.metric_chart.clear()
 
-    def _on_event(self, event: dict) -> None:
+    def _on_event(self, event: ProgressEvent) -> None:
         fraction = self.clock.update(event)
         self.progress.setValue(round(fraction * 1000))
-        kind = event.get("event")
-        if kind == "start":
+        if isinstance(event, StartEvent):
             for chart in (self.loss_chart, self.metric_chart):
-                chart.set_x_max(event.get("epochs", 1))
-        elif kind == "batch":
-            self.loss_chart.add_point("batch", event["epoch"] - 1 + event["step"] / max(1, event["steps"]), event["loss"])
-            self.stage.setText(f"{self._step_label}: epoch {event['epoch']} of {self.clock.epochs}")
-        elif kind == "epoch":
-            self.loss_chart.add_point("train", event["epoch"], event["train_loss"])
-            self.loss_chart.add_point("val", event["epoch"], event["val_loss"])
-            self.metric_chart.add_point("acc", event["epoch"], event["val_acc"])
-            self.metric_chart.add_point("qwk", event["epoch"], event["val_qwk"])
-            self.stage.setText(f"{self._step_label}: epoch {event['epoch']} of {self.clock.epochs} done")
-        if kind in ("batch", "epoch"):
+                chart.set_x_max(event.epochs)
+        elif isinstance(event, BatchEvent):
+            self.loss_chart.add_point("batch", event.epoch - 1 + event.step / max(1, event.steps), event.loss)
+            self.stage.setText(f"{self._step_label}: epoch {event.epoch} of {self.clock.epochs}")
+        elif isinstance(event, EpochEvent):
+            self.loss_chart.add_point("train", event.epoch, event.train_loss)
+            self.loss_chart.add_point("val", event.epoch, event.val_loss)
+            self.metric_chart.add_point("acc", event.epoch, event.val_acc)
+            self.metric_chart.add_point("qwk", event.epoch, event.val_qwk)
+            self.stage.setText(f"{self._step_label}: epoch {event.epoch} of {self.clock.epochs} done")
+        if isinstance(event, (BatchEvent, EpochEvent)):
             self.eta.setText(format_duration(self.clock.seconds_left()))
 
     def _append_log(self, text: str, kind: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from cataract_app.grading.worker import user_message
+from cataract_app.errors import user_message
 
 
 class _Signals(QObject):

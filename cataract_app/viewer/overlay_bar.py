@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSlider
 
-COLOUR_BLIND_SAFE = ("cividis", "viridis")
-# What the heat map explains: (label, engine target). The first is the default: on single-spoke
-# test photographs it lies on the opacity far more often than the predicted grade's map
-# (docs/performance.md). None is the predicted grade.
-CAM_TARGETS = (("What raises the grade", "severity"), ("Predicted grade", None))
+from engine.choices import COLORBLIND_SAFE
+from engine.request import PREDICTED, SEVERITY, CamTarget, cam_target
+
+# What the heat map explains: (label, the engine's CamTarget key). The first is the default: on
+# single-spoke test photographs it lies on the opacity far more often than the predicted grade's
+# map (docs/performance.md).
+CAM_TARGETS = (("What raises the grade", SEVERITY.key), ("Predicted grade", PREDICTED.key))
 
 
 class OverlayBar(QFrame):
@@ -20,7 +22,7 @@ class OverlayBar(QFrame):
     visibility_changed = Signal(bool)
     opacity_changed = Signal(float)
     colormap_changed = Signal(str)
-    cam_target_changed = Signal(object)  # None or "severity"
+    cam_target_changed = Signal(object)  # the CamTarget chosen
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -67,7 +69,7 @@ class OverlayBar(QFrame):
         self.colormap.blockSignals(True)
         self.colormap.clear()
         for name in names:
-            label = f"{name} (colour-blind safe)" if name in COLOUR_BLIND_SAFE else name
+            label = f"{name} (colour-blind safe)" if name in COLORBLIND_SAFE else name
             self.colormap.addItem(label, name)
         index = self.colormap.findData(current) if current else -1
         self.colormap.setCurrentIndex(max(index, 0))
@@ -75,12 +77,13 @@ class OverlayBar(QFrame):
         self.colormap.blockSignals(False)
         self._on_colormap()
 
-    def cam_target(self) -> str | None:
-        return self.explain.currentData()
+    def cam_target(self) -> CamTarget:
+        """What the heat map explains, as the engine's CamTarget."""
+        return cam_target(self.explain.currentData())
 
-    def set_cam_target(self, target: str | None) -> None:
-        """Select `target` without emitting (restoring a setting); an unknown one selects the default."""
-        index = self.explain.findData(target)
+    def set_cam_target(self, key: str) -> None:
+        """Select the target with this key without emitting (restoring a setting); an unknown one selects the default."""
+        index = self.explain.findData(key)
         self.explain.blockSignals(True)
         self.explain.setCurrentIndex(max(index, 0))
         self.explain.blockSignals(False)

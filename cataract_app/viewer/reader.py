@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from cataract_app.grading.worker import user_message
+from cataract_app.errors import user_message
 
 
 class _ReadSignals(QObject):

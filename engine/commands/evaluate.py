@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.evaluation import evaluate_bundle
 
     try:

@@ -43,7 +43,7 @@ def _fmt(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.model_store import ModelStore, StoreError, default_store_root
 
     store = ModelStore(args.store or default_store_root())

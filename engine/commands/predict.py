@@ -14,19 +14,24 @@ import json
 import sys
 from pathlib import Path
 
+from engine.choices import CAM_METHODS, COLORBLIND_SAFE, COLORMAPS
+from engine.schema import parse_sublabels
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--dir", help="grade every image in this folder (recursively)")
     p.add_argument("--model", help="student bundle (default: the shipped one)")
     p.add_argument("--teacher", help="fusion teacher bundle (default: the shipped one, if any)")
-    p.add_argument("--sublabels", help="name=value,... (partial is fine): grade with the fusion teacher")
+    p.add_argument("--sublabels", metavar="NAME=VALUE,...",
+                   help="grade with the fusion teacher; partial is fine, a blank or ? value means unknown")
     p.add_argument("--cam-dir", help="write a Grad-CAM overlay PNG per image here")
-    p.add_argument("--cam-method", default="gradcam", help="gradcam, hirescam, gradcam++, layercam or eigencam")
+    p.add_argument("--cam-method", default="gradcam", help=f"{', '.join(CAM_METHODS)} (default gradcam)")
     p.add_argument("--cam-target", default="predicted",
                    help="what the heat map explains: predicted (the predicted grade), severity (what raises "
                         "the expected grade) or a grade 0-7")
-    p.add_argument("--colormap", default="jet", help="overlay colour map (jet, turbo, inferno, viridis, cividis)")
+    p.add_argument("--colormap", default="jet", help=f"overlay colour map: {', '.join(COLORMAPS)} "
+                   f"({' and '.join(COLORBLIND_SAFE)} are colour-blind safe)")
     p.add_argument("--csv", help="write one row per image to this CSV file")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--device", default="auto")
@@ -34,35 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
 
 
-def _parse_sublabels(text: str | None) -> dict[str, str] | None:
-    from engine.cli import CommandError
+def _target(args: argparse.Namespace):
+    """--cam-target as a CamTarget, refused before any model is loaded."""
+    from engine.commands import CommandError
+    from engine.request import GraderError, cam_target
 
-    if text is None:
-        return None
-    values: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        if "=" not in item:
-            raise CommandError(f"--sublabels item {item!r} is not name=value")
-        name, value = item.split("=", 1)
-        values[name.strip()] = value.strip()
-    return values
-
-
-def _cam_target(text: str) -> int | str | None:
-    from engine.cli import CommandError
-
-    text = text.strip().lower()
-    if text == "predicted":
-        return None
-    if text == "severity":
-        return text
-    if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text)
-    raise CommandError(f"--cam-target {text!r}: use predicted, severity or a grade 0-7")
+    try:
+        return cam_target(args.cam_target.strip().lower())
+    except GraderError as e:
+        raise CommandError(f"--cam-target {args.cam_target!r}: {e}") from None
 
 
 def _inputs(args: argparse.Namespace) -> list[str]:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.io import SUPPORTED_EXTENSIONS
 
     paths = list(args.images)
@@ -77,30 +66,25 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli import CommandError
+    from engine.commands import CommandError
     from engine.fsutil import atomic_write_text
     from engine.infer import Grader
     from engine.overlay import overlay_cam
+    from engine.schema import GRADES
 
-    paths = _inputs(args)
-    target = _cam_target(args.cam_target)
-    sublabels = _parse_sublabels(args.sublabels)
+    paths, target = _inputs(args), _target(args)
     try:
+        sublabels = None if args.sublabels is None else parse_sublabels(args.sublabels)
         grader = Grader(args.model, args.teacher, device=args.device)
-        if sublabels is not None:
-            grader.schema.validate(sublabels)
+        request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method)
+        graded = grader.grade_files(paths, request, args.batch_size, args.workers)
     except (ValueError, OSError) as e:
         raise CommandError(str(e)) from None
     names = grader.schema.names
-    cam = bool(args.cam_dir)
-    cam_dir = Path(args.cam_dir) if cam else None
+    cam_dir = Path(args.cam_dir) if request.cam else None
     if cam_dir:
         cam_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], 0
-    try:
-        graded = grader.grade_files(paths, args.batch_size, cam, args.workers, sublabels, target, args.cam_method)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
     for path, result, error in graded:
         if result is None:
             failures += 1
@@ -123,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
                   f"{result.model.name})")
     if args.csv:
-        header = ["file", "grade", "confidence", *[f"p{k}" for k in range(8)], *[f"pred_{n}" for n in names],
+        header = ["file", "grade", "confidence", *[f"p{k}" for k in GRADES], *[f"pred_{n}" for n in names],
                   "model_id", "error"]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=header, restval="")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli import CommandError
+from engine.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
+    from engine.schema import GRADES
     from engine.synth.sheet import SynthError, write_dataset
 
     _check(args)
@@ -71,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     with open(out / "labels.csv", newline="", encoding="utf-8") as fh:
         grades = Counter(int(row["grade"]) for row in csv.DictReader(fh))
-    spread = " ".join(f"{g}:{grades.get(g, 0)}" for g in range(8))
+    spread = " ".join(f"{g}:{grades.get(g, 0)}" for g in GRADES)
     print(f"wrote {args.n} images to {out} in {seconds:.1f} s ({args.n / seconds:.0f} images/s); grades {spread}")
     return 0

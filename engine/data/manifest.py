@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from engine.errors import EngineError
 from engine.io import SUPPORTED_EXTENSIONS, ImageReadError, read_image
 from engine.schema import DEFAULT_SCHEMA, GRADES, NUM_GRADES, Schema, SchemaError
 
@@ -57,7 +58,7 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class DatasetError(ValueError):
+class DatasetError(EngineError):
     """A dataset with problems; `problems` lists every one of them."""
 
     def __init__(self, problems: list[Problem], root: str | Path | None = None) -> None:

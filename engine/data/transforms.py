@@ -11,14 +11,17 @@ table, then imitates the camera: defocus blur, a lower-resolution sensor, sensor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from engine.choices import AUGMENTS
+from engine.preprocess import CENTRE, IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, PreprocessError, centre_box
+
 # Training keeps this much more resolution than the network input, so zooming in never upsamples.
 TRAIN_MARGIN = 1.15
 
@@ -68,9 +71,6 @@ class Augment:
         return table[name]()
 
 
-AUGMENTS = ("realistic", "basic", "none")
-
-
 def working_size(image_size: int, train: bool) -> int:
     """Side of the square an image is cached at: the input size for eval, a little more for training."""
     return round(TRAIN_MARGIN * image_size) if train else image_size
@@ -79,9 +79,7 @@ def working_size(image_size: int, train: bool) -> int:
 def center_square(rgb: np.ndarray, size: int) -> np.ndarray:
     """Crop the centred square of the short side and resize it to size x size (aspect kept)."""
     _check_rgb(rgb)
-    h, w = rgb.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    left, top, side = centre_box(*rgb.shape[:2])
     square = rgb[top : top + side, left : left + side]
     if side == size:
         return np.ascontiguousarray(square)
@@ -107,6 +105,13 @@ def preprocess_eval(
 ) -> torch.Tensor:
     """The network input for an RGB photo at evaluation and inference: centre square, resize, normalise."""
     return to_tensor(center_square(rgb_uint8, image_size), mean, std)
+
+
+def build_transform(cfg: PreprocessConfig) -> Callable[[np.ndarray], torch.Tensor]:
+    """The one function from an RGB photo to the input of a model with preprocessing `cfg`."""
+    if cfg.crop != CENTRE:
+        raise PreprocessError(f"crop {cfg.crop!r} has no transform yet")
+    return partial(preprocess_eval, image_size=cfg.size, mean=cfg.mean, std=cfg.std)
 
 
 def augment(rgb: np.ndarray, image_size: int, rng: np.random.Generator, cfg: Augment = Augment()) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Students and fusion teachers behind one `create_model(name, **cfg)` door."""
+"""Students and fusion teachers behind one `create_model(name, **cfg)` door; `GradingModel` is their contract."""
 
 from engine.models.coattn import CoAttentionTeacher
+from engine.models.fusion import FusionBase
 from engine.models.image_teacher import ImageTeacher
+from engine.models.protocol import GradingModel
 from engine.models.registry import (
     ModelConfigError,
     count_parameters,
@@ -16,7 +18,9 @@ from engine.models.teacher import FusionTeacher
 
 __all__ = [
     "CoAttentionTeacher",
+    "FusionBase",
     "FusionTeacher",
+    "GradingModel",
     "ImageTeacher",
     "ModelConfigError",
     "Student",

@@ -10,15 +10,12 @@ residuals. The grade head reads the average of the two final CLS states, so
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from engine.models.backbone import as_feature_map
+from engine.models.fusion import FusionBase
 from engine.models.registry import register_model
-from engine.models.teacher import FusionTeacher, _embedding, init_fusion_inputs
-from engine.schema import NUM_GRADES
+from engine.models.tokens import embedding
 
 
 class _Mlp(nn.Sequential):
@@ -80,45 +77,23 @@ class CoAttentionBlock(nn.Module):
         return image, subs, weights
 
 
-class CoAttentionTeacher(nn.Module):
+class CoAttentionTeacher(FusionBase):
     """[CLS_i, image tokens] and [CLS_s, sub-label tokens] through co-attention blocks -> grade from both CLS."""
 
-    # The same blank-cell handling and training-time sub-label dropout as the concat teacher.
-    known_mask = FusionTeacher.known_mask
+    ARCH = "teacher_coattn"
 
-    def __init__(
-        self,
-        backbone: str = "resnet18",
-        num_grades: int = NUM_GRADES,
-        sublabel_ranges: list[list[int]] | None = None,
-        image_size: int = 224,
-        token_layout: str = "grid",
-        grid: int = 3,
-        dim: int = 192,
-        depth: int = 4,
-        heads: int = 4,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.1,
-        sub_dropout: float = 0.3,
-        pretrained_path: str | Path | None = None,
-    ) -> None:
-        super().__init__()
-        init_fusion_inputs(
-            self, "teacher_coattn", backbone=backbone, num_grades=num_grades, sublabel_ranges=sublabel_ranges,
-            image_size=image_size, token_layout=token_layout, grid=grid, dim=dim, depth=depth, heads=heads,
-            mlp_ratio=mlp_ratio, dropout=dropout, sub_dropout=sub_dropout, pretrained_path=pretrained_path,
+    def __init__(self, **cfg) -> None:
+        """The options are FusionBase's (backbone, image_size, token_layout, dim, depth, heads, ...)."""
+        super().__init__(**cfg)
+        c = self.config
+        self.image_cls = embedding(1, 1, c["dim"])
+        self.sub_cls = embedding(1, 1, c["dim"])
+        self.blocks = nn.ModuleList(
+            CoAttentionBlock(c["dim"], c["heads"], c["mlp_ratio"], c["dropout"]) for _ in range(c["depth"])
         )
-        self.image_cls = _embedding(1, 1, dim)
-        self.sub_cls = _embedding(1, 1, dim)
-        mlp_ratio = self.config["mlp_ratio"]
-        self.blocks = nn.ModuleList(CoAttentionBlock(dim, heads, mlp_ratio, self.config["dropout"]) for _ in range(depth))
-        self.image_norm = nn.LayerNorm(dim)
-        self.sub_norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_grades)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone feature map (B, C, h, w); ViT tokens are reshaped to their patch grid."""
-        return as_feature_map(self.backbone.forward_features(x), self.info)
+        self.image_norm = nn.LayerNorm(c["dim"])
+        self.sub_norm = nn.LayerNorm(c["dim"])
+        self.head = nn.Linear(c["dim"], c["num_grades"])
 
     def forward_head(self, feats: torch.Tensor, sublabels: torch.Tensor | None = None,
                      mask: torch.Tensor | None = None, return_attention: bool = False) -> dict:
@@ -145,10 +120,6 @@ class CoAttentionTeacher(nn.Module):
     def forward(self, x: torch.Tensor, sublabels: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 return_attention: bool = False) -> dict:
         return self.forward_head(self.forward_features(x), sublabels, mask, return_attention)
-
-    def cam_activations(self, feats: torch.Tensor) -> torch.Tensor:
-        """forward_features already gives the (B, C, h, w) map Grad-CAM weighs."""
-        return feats
 
 
 @register_model("teacher_coattn")

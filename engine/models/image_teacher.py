@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from engine.models.checks import check_sublabel_ranges
 from engine.models.registry import register_model
-from engine.models.student import Student, check_sublabel_ranges
+from engine.models.student import Student
 from engine.schema import NUM_GRADES
 
 

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from torch import nn
 
+from engine.errors import EngineError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(EngineError):
     """An unknown model name, a bad model option or unusable backbone weights."""
 
 

@@ -16,39 +16,11 @@ import torch
 from torch import nn
 
 from engine.models.backbone import BackboneSplit, as_feature_map, create_backbone, pool_features
+from engine.models.checks import check_positive_int, check_rate, check_sublabel_ranges
 from engine.models.registry import ModelConfigError, register_model
 from engine.schema import NUM_GRADES
 
-
-def check_sublabel_ranges(ranges: object, required: bool = False) -> list[list[int]]:
-    """Validate [[min, max], ...] and return it as plain lists of ints (JSON-safe)."""
-    if not isinstance(ranges, (list, tuple)):
-        raise ModelConfigError(f"sublabel_ranges must be a list of [min, max] pairs, not {ranges!r}")
-    if required and not ranges:
-        raise ModelConfigError("this model needs at least one sub-label range")
-    out = []
-    for i, pair in enumerate(ranges):
-        ok = isinstance(pair, (list, tuple)) and len(pair) == 2
-        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-        if not ok or pair[1] <= pair[0]:
-            raise ModelConfigError(f"sub-label range #{i + 1} must be [min, max] integers with max > min, not {pair!r}")
-        out.append([int(pair[0]), int(pair[1])])
-    return out
-
-
-def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ModelConfigError(f"{name} must be an integer of at least {minimum}, not {value!r}")
-    return value
-
-
 CAM_LAYERS = ("final", "stride16")
-
-
-def check_rate(name: str, value: object) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ModelConfigError(f"{name} must be a probability in [0, 1], not {value!r}")
-    return float(value)
 
 
 class Student(nn.Module):

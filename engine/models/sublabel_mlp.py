@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.models.checks import check_positive_int, check_sublabel_ranges
 from engine.models.registry import register_model
-from engine.models.student import check_positive_int, check_sublabel_ranges
 from engine.schema import NUM_GRADES
 
 

@@ -16,6 +16,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from engine.errors import EngineError
+
 N_RHO = 128  # polar grid rows, rho 0..1
 N_THETA = 720  # polar grid columns, 0.5 degree each
 PRESENCE = 0.1  # a pixel holds opacity when the drawn mask reaches this
@@ -28,7 +30,7 @@ COALESCENT_RUN_DEG = 180.0  # a run this wide in the mid zone is coalescent opac
 RUN_BIN_DEG = 5
 
 
-class SynthError(ValueError):
+class SynthError(EngineError):
     """A synthetic-data request that cannot be honoured (bad spoke, size, count, folder)."""
 
 

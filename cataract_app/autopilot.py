@@ -21,26 +21,6 @@ PROCESS_T0 = time.time()
 TIMEOUT_S = 600
 
 
-def parse_sublabels(text: str | None) -> dict[str, int | None]:
-    """'central_involvement=1,opacity_density=?' -> {'central_involvement': 1, 'opacity_density': None}."""
-    out: dict[str, int | None] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"sub-label {item.strip()!r} must be written NAME=VALUE")
-        value = value.strip()
-        if value in ("", "?"):
-            out[name.strip()] = None
-            continue
-        try:
-            out[name.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"sub-label {name.strip()!r}: {value!r} is not a whole number") from None
-    return out
-
-
 def start_time() -> float:
     """When this run began: the launcher's clock if it passed one, else this module's import."""
     try:

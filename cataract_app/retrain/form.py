@@ -1,4 +1,4 @@
-"""The left side of the retrain panel: the dataset and its check, what to train, and the settings."""
+"""The retrain form, the left side of the panel: the dataset and its check, what to train, and the settings."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cataract_app.retrain.job_logic import KD, SEQUENCE, TEACHER, TrainSettings
+from cataract_app.retrain.launch import KD, SEQUENCE, TEACHER
+from engine.choices import DEVICES, FUSIONS, TOKEN_LAYOUTS
+from engine.train_config import TrainConfig, option_of
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_b0", "mobilenetv3_large_100",
                  "convnext_nano", "vit_tiny_patch16_224", "vit_small_patch16_224")
-FUSIONS = (("Concatenated tokens + transformer (concat)", "concat"), ("Co-attention (coattn)", "coattn"),
-           ("Sub-labels only, no image (mlp)", "mlp"), ("Image only, no sub-labels (none)", "none"))
-DEVICES = ("auto", "cpu", "cuda")
+FUSION_LABELS = {"concat": "Concatenated tokens + transformer (concat)", "coattn": "Co-attention (coattn)",
+                 "mlp": "Sub-labels only, no image (mlp)", "none": "Image only, no sub-labels (none)"}
 MAX_PROBLEMS_SHOWN = 200
 
 
@@ -158,20 +159,25 @@ class JobBox(QGroupBox):
         return Path(data) if data else None
 
 
-def _spin(lo: int, hi: int, value: int, step: int = 1) -> QSpinBox:
+def _spin(name: str, step: int = 1) -> QSpinBox:
+    """A spin box for TrainConfig field `name`: its bounds, default and help."""
+    opt = option_of(name)
     box = QSpinBox()
-    box.setRange(lo, hi)
+    box.setRange(int(opt.low), int(opt.high))
     box.setSingleStep(step)
-    box.setValue(value)
+    box.setValue(getattr(TrainConfig(), name))
+    box.setToolTip(opt.help)
     return box
 
 
-def _dspin(lo: float, hi: float, value: float, decimals: int, step: float) -> QDoubleSpinBox:
+def _dspin(name: str, decimals: int, step: float) -> QDoubleSpinBox:
+    opt = option_of(name)
     box = QDoubleSpinBox()
-    box.setRange(lo, hi)
+    box.setRange(opt.low, opt.high)
     box.setDecimals(decimals)
     box.setSingleStep(step)
-    box.setValue(value)
+    box.setValue(getattr(TrainConfig(), name))
+    box.setToolTip(opt.help)
     return box
 
 
@@ -180,9 +186,8 @@ class SettingsBox(QGroupBox):
 
     def __init__(self, parent=None) -> None:
         super().__init__("3. Settings", parent)
-        d = TrainSettings()
-        self.epochs = _spin(1, 1000, d.epochs)
-        self.image_size = _spin(32, 1024, d.image_size, 16)
+        self.epochs = _spin("epochs")
+        self.image_size = _spin("image_size", 16)
         self.image_size.setSuffix(" px")
         self.arch = QComboBox()
         self.arch.setEditable(True)
@@ -194,24 +199,20 @@ class SettingsBox(QGroupBox):
         basic.addRow("Image size", self.image_size)
         basic.addRow("Architecture", self.arch)
         basic.addRow("Device", self.device)
-        self.batch_size = _spin(1, 1024, d.batch_size)
-        self.lr = _dspin(1e-6, 1.0, d.lr, 6, 1e-4)
-        self.seed = _spin(0, 2**31 - 1, d.seed)
-        self.kd_temperature = _dspin(0.5, 20.0, d.kd_temperature, 1, 0.5)
-        self.kd_alpha = _dspin(0.0, 1.0, d.kd_alpha, 2, 0.05)
-        self.patience = _spin(1, 1000, d.patience)
+        self.batch_size = _spin("batch_size")
+        self.lr = _dspin("lr", 6, 1e-4)
+        self.seed = _spin("seed")
+        self.kd_temperature = _dspin("kd_temperature", 1, 0.5)
+        self.kd_alpha = _dspin("kd_alpha", 2, 0.05)
+        self.patience = _spin("patience")
         self.token_layout = QComboBox()
-        self.token_layout.addItems(["grid", "zones"])
+        self.token_layout.addItems(TOKEN_LAYOUTS)
         self.fusion = QComboBox()
-        for label, value in FUSIONS:
-            self.fusion.addItem(label, value)
+        for value in FUSIONS:
+            self.fusion.addItem(FUSION_LABELS[value], value)
         self.fusion.setToolTip("How a new teacher combines the image with the sub-labels (docs/results.md compares them)")
-        self.token_kd = _dspin(0.0, 10.0, d.token_kd, 2, 0.1)
-        self.token_kd.setToolTip("Weight of token distillation: the student's features matched to the teacher's "
-                                 "image tokens (0 = off)")
-        self.attn_kd = _dspin(0.0, 10.0, d.attn_kd, 2, 0.1)
-        self.attn_kd.setToolTip("Weight of attention distillation: the student's spatial attention matched to "
-                                "the teacher's CLS-to-image attention (0 = off)")
+        self.token_kd = _dspin("token_kd", 2, 0.1)
+        self.attn_kd = _dspin("attn_kd", 2, 0.1)
         self.second_teacher = QComboBox()
         self.second_teacher.setToolTip("Distil from this teacher too; each teacher is weighted by its validation QWK")
         self.second_teacher.addItem("(none)", None)
@@ -245,14 +246,15 @@ class SettingsBox(QGroupBox):
         self.advanced.setVisible(shown)
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
-    def settings(self) -> TrainSettings:
-        return TrainSettings(
+    def settings(self) -> TrainConfig:
+        """The form as a TrainConfig; the job, dataset and run folder are filled in per step (retrain.launch)."""
+        return TrainConfig(
             epochs=self.epochs.value(), image_size=self.image_size.value(), arch=self.arch.currentText().strip(),
             device=self.device.currentText(), batch_size=self.batch_size.value(), lr=self.lr.value(),
             seed=self.seed.value(), kd_temperature=self.kd_temperature.value(), kd_alpha=self.kd_alpha.value(),
             patience=self.patience.value(), token_layout=self.token_layout.currentText(),
             fusion=self.fusion.currentData(), token_kd=self.token_kd.value(), attn_kd=self.attn_kd.value(),
-            extra_teachers=tuple(p for p in [self.second_teacher.currentData()] if p),
+            extra_teachers=[p for p in [self.second_teacher.currentData()] if p],
         )
 
     def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
@@ -264,7 +266,7 @@ class SettingsBox(QGroupBox):
             self.second_teacher.addItem(label, str(path))
         self.second_teacher.setCurrentIndex(max(0, self.second_teacher.findData(current) if current else 0))
 
-    def set_settings(self, s: TrainSettings) -> None:
+    def set_settings(self, s: TrainConfig) -> None:
         self.epochs.setValue(s.epochs)
         self.image_size.setValue(s.image_size)
         self.arch.setCurrentText(s.arch)

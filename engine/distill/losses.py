@@ -1,15 +1,22 @@
-"""Training losses for teachers and students, and the frozen-teacher wrapper for distillation.
+"""Every training loss, as a small callable returning a dict of scalar tensors.
 
-Every loss is a small callable that returns a dict of scalar tensors: "loss" (what the
-training loop backpropagates) plus each component, for logging. Batches and model
-outputs are the dicts described in engine/data and engine/models:
-batch = {image, grade, sublabels, sub_mask, grade_min, grade_max};
-out = {logits, sub_logits (students), pre_logits, ...}.
+"loss" is what the training loop backpropagates; every component is in the dict too,
+for logging. Batches and model outputs are the dicts described in engine/data and
+engine/models: batch = {image, grade, sublabels, sub_mask, grade_min, grade_max};
+out = {logits, sub_logits (students), pre_logits, feature_map (with forward_with_map), ...}.
+
+- `TaskLoss`: the supervised grade loss (hard or soft-ordinal) plus the sub-label heads.
+- `LogitKD`: Hinton distillation on the teacher's softened grades.
+- `FeatureKD`, `TokenKD`, `AttentionKD`: extra terms on features, image tokens and
+  attention maps, combined with the logit loss by `DistillLoss`.
 
 The seed's distillation loss (0.1 * CE + 0.9 * KL at T = 6, no T^2 factor) is exactly
 `LogitKD(temperature=6, alpha=0.9, t_squared=False)`. The seed writes the KL term as
 KL(student/T || teacher/T) after PyTorch's `KLDivLoss(log_softmax(s/T), softmax(t/T))`,
 which computes KL(teacher || student); so does `LogitKD`, averaged over the batch.
+`TokenKD` follows TKD-Net (student map pooled to the teacher's token layout, projected,
+matched to the teacher's final image tokens); `AttentionKD` is attention transfer
+(the channel mean of squared activations against the teacher's CLS -> image attention).
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.choices import DISTANCES, TOKEN_LAYOUTS
+from engine.errors import EngineError
+from engine.models.tokens import CENTRE_CELLS, PERIPHERY_CELLS
 from engine.schema import NUM_GRADES
 
 
-class DistillError(ValueError):
+class DistillError(EngineError):
     """A loss or teacher configured or fed in a way that cannot work."""
 
 
@@ -158,7 +168,7 @@ class FeatureKD(nn.Module):
     uses 1 - cosine similarity (scale-free). The teacher's features are detached.
     """
 
-    KINDS = ("smooth_l1", "cosine")
+    KINDS = DISTANCES
 
     def __init__(self, student_dim: int, teacher_dim: int, weight: float = 1.0, kind: str = "smooth_l1") -> None:
         super().__init__()
@@ -210,68 +220,125 @@ class DistillLoss(nn.Module):
         return result
 
 
-class FrozenTeacher:
-    """A teacher that never trains: eval mode, no gradients, the student's batch re-normalised to its mean/std.
-
-    The teacher sees the same augmented image as the student; only the normalisation
-    differs: x_teacher = (x * student_std + student_mean - teacher_mean) / teacher_std.
-    `train()` and `eval()` are accepted and ignored so a training loop cannot unfreeze it.
-    """
-
-    def __init__(self, model: nn.Module, teacher_mean: Sequence[float], teacher_std: Sequence[float],
-                 student_mean: Sequence[float], student_std: Sequence[float]) -> None:
-        stats = [[float(v) for v in s] for s in (teacher_mean, teacher_std, student_mean, student_std)]
-        if len({len(s) for s in stats}) != 1:
-            raise DistillError("teacher and student mean/std must have one value per image channel each")
-        if any(v <= 0 for v in stats[1] + stats[3]):
-            raise DistillError("normalisation std values must be positive")
-        t_mean, t_std, s_mean, s_std = (torch.tensor(s, dtype=torch.float64) for s in stats)
-        self._scale = s_std / t_std
-        self._shift = (s_mean - t_mean) / t_std
-        self.renormalises = not (torch.allclose(self._scale, torch.ones_like(self._scale))
-                                 and torch.allclose(self._shift, torch.zeros_like(self._shift)))
-        self.model = model.eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
-
-    def normalise(self, images: Tensor) -> Tensor:
-        """Map images normalised with the student's mean/std to the teacher's normalisation."""
-        if not self.renormalises:
-            return images
-        if images.shape[1] != len(self._scale):
-            raise DistillError(f"images have {images.shape[1]} channels but the normalisation has {len(self._scale)}")
-        view = (1, -1) + (1,) * (images.dim() - 2)
-        scale = self._scale.to(images.device, images.dtype).view(view)
-        shift = self._shift.to(images.device, images.dtype).view(view)
-        return images * scale + shift
-
-    def __call__(self, images: Tensor, sublabels: Tensor, mask: Tensor) -> dict:
-        with torch.no_grad():
-            self.model.eval()
-            return self.model(self.normalise(images), sublabels, mask)
-
-    def train(self, mode: bool = True) -> FrozenTeacher:
-        return self
-
-    def eval(self) -> FrozenTeacher:
-        return self
-
-    def to(self, *args, **kwargs) -> FrozenTeacher:
-        self.model.to(*args, **kwargs)
-        return self
+def layout_cells(fmap: Tensor, layout: str = "grid", grid: int = 3) -> Tensor:
+    """(B, C, h, w) -> (B, N, C) cells laid out as a teacher's image tokens (grid x grid, or 4 + 4 zones)."""
+    if layout == "grid":
+        return F.adaptive_avg_pool2d(fmap, grid).flatten(2).transpose(1, 2)
+    if layout != "zones":
+        raise DistillError(f"token layout {layout!r} is not one of {', '.join(TOKEN_LAYOUTS)}")
+    cells = F.adaptive_avg_pool2d(fmap, 4).flatten(2).transpose(1, 2)
+    centre = cells[:, list(CENTRE_CELLS)]
+    periphery = torch.stack([cells[:, list(group)].mean(dim=1) for group in PERIPHERY_CELLS], dim=1)
+    return torch.cat([centre, periphery], dim=1)
 
 
-def multi_teacher_targets(teacher_logits: Sequence[Tensor], weights: Sequence[float], temperature: float) -> Tensor:
-    """Weighted average of softmax(t / T) over teachers (weights normalised to sum 1), for LogitKD soft_targets."""
-    if not teacher_logits or len(teacher_logits) != len(weights):
-        raise DistillError(
-            f"got {len(teacher_logits)} teachers and {len(weights)} weights; need one weight per teacher"
-        )
-    if temperature <= 0:
-        raise DistillError(f"temperature must be positive, got {temperature}")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise DistillError("teacher weights must be non-negative with a positive sum")
-    total = float(sum(weights))
-    probs = [w / total * F.softmax(t.detach() / temperature, dim=1)
-             for t, w in zip(teacher_logits, weights, strict=True)]
-    return torch.stack(probs).sum(dim=0)
+def spatial_attention(fmap: Tensor) -> Tensor:
+    """Attention transfer's map: the channel mean of squared activations, (B, C, h, w) -> (B, 1, h, w)."""
+    return fmap.float().pow(2).mean(dim=1, keepdim=True)
+
+
+def _feature_map(out: dict, who: str) -> Tensor:
+    fmap = out.get("feature_map")
+    if fmap is None:
+        raise DistillError(f"the {who} output has no 'feature_map'; token and attention distillation need one")
+    return fmap
+
+
+class TokenKD(nn.Module):
+    """Student feature map -> layout cells -> linear map -> matched to the teacher's image tokens, weighted."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, weight: float = 1.0, kind: str = "smooth_l1",
+                 layout: str = "grid", grid: int = 3) -> None:
+        super().__init__()
+        if kind not in DISTANCES:
+            raise DistillError(f"token distillation kind {kind!r} is not one of {DISTANCES}")
+        if layout not in TOKEN_LAYOUTS:
+            raise DistillError(f"token layout {layout!r} is not one of {', '.join(TOKEN_LAYOUTS)}")
+        self.proj = nn.Linear(student_dim, teacher_dim)
+        self.weight, self.kind, self.layout, self.grid = float(weight), kind, layout, int(grid)
+
+    def teacher_tokens(self, teacher_out: dict) -> Tensor:
+        """The teacher's final image-token states, or its feature map in the same layout (image-only teacher)."""
+        tokens = teacher_out.get("image_tokens")
+        if tokens is None:
+            tokens = layout_cells(_feature_map(teacher_out, "teacher"), self.layout, self.grid)
+        return tokens.detach()
+
+    def forward(self, student_out: dict, teacher_out: dict) -> dict[str, Tensor]:
+        cells = layout_cells(_feature_map(student_out, "student"), self.layout, self.grid)
+        teacher = self.teacher_tokens(teacher_out)
+        if cells.shape[-1] != self.proj.in_features or teacher.shape[-1] != self.proj.out_features:
+            raise DistillError(
+                f"token distillation expects {self.proj.in_features}-d student and {self.proj.out_features}-d "
+                f"teacher tokens, got {cells.shape[-1]} and {teacher.shape[-1]}"
+            )
+        if cells.shape[1] != teacher.shape[1]:
+            raise DistillError(f"the student gives {cells.shape[1]} cells but the teacher has {teacher.shape[1]} "
+                               f"image tokens; the token layout does not match the teacher's")
+        mapped = self.proj(cells.to(self.proj.weight.dtype))
+        if self.kind == "cosine":
+            distance = (1.0 - F.cosine_similarity(mapped, teacher, dim=-1)).mean()
+        else:
+            distance = F.smooth_l1_loss(mapped, teacher)
+        return {"token_loss": self.weight * distance}
+
+
+class AttentionKD(nn.Module):
+    """weight * mean_b || a_s/|a_s| - a_t/|a_t| ||^2 over the teacher's image-token cells (attention transfer)."""
+
+    def __init__(self, weight: float = 1.0, layout: str = "grid", grid: int = 3) -> None:
+        super().__init__()
+        if layout not in TOKEN_LAYOUTS:
+            raise DistillError(f"token layout {layout!r} is not one of {', '.join(TOKEN_LAYOUTS)}")
+        self.weight, self.layout, self.grid = float(weight), layout, int(grid)
+
+    def cells(self, fmap: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, N) spatial attention over the layout's cells."""
+        return layout_cells(spatial_attention(fmap), self.layout, self.grid).squeeze(-1)
+
+    def forward(self, student_out: dict, teacher_out: dict) -> dict[str, Tensor]:
+        student = self.cells(_feature_map(student_out, "student"))
+        teacher = teacher_out.get("cls_attention")
+        teacher = self.cells(_feature_map(teacher_out, "teacher")) if teacher is None else teacher
+        teacher = teacher.detach().float()
+        if student.shape != teacher.shape:
+            raise DistillError(f"student attention over {tuple(student.shape)} cells cannot match the teacher's "
+                               f"{tuple(teacher.shape)}")
+        diff = F.normalize(student, dim=1) - F.normalize(teacher, dim=1)
+        return {"attn_loss": self.weight * diff.pow(2).sum(dim=1).mean()}
+
+
+def forward_with_map(model: nn.Module, images: Tensor) -> dict:
+    """The student's usual output plus 'feature_map' (its CAM map), from one pass without hooks."""
+    feats = model.forward_features(images)
+    out = dict(model.forward_head(feats))
+    out.setdefault("feature_map", model.cam_activations(feats))
+    return out
+
+
+def teacher_kind(model: nn.Module) -> str | None:
+    """'tokens' (a transformer-fusion teacher), 'map' (an image-only teacher) or None (no image input)."""
+    if isinstance(getattr(model, "image_tokens", None), nn.Module):
+        return "tokens"
+    if getattr(model, "arch", "") == "teacher_image":
+        return "map"
+    return None
+
+
+def map_terms(student_dim: int, teacher_model: nn.Module | None, token_weight: float = 0.0,
+              attn_weight: float = 0.0, token_kind: str = "smooth_l1") -> list[nn.Module]:
+    """The TokenKD / AttentionKD terms that are switched on, laid out like the teacher's image tokens."""
+    if token_weight <= 0 and attn_weight <= 0:
+        return []
+    if teacher_model is None or teacher_kind(teacher_model) is None:
+        arch = getattr(teacher_model, "arch", "none")
+        raise DistillError(f"token and attention distillation need a teacher that sees the image "
+                           f"(concat, coattn or image-only), not {arch}")
+    tcfg = getattr(teacher_model, "config", {})
+    layout, grid = tcfg.get("token_layout", "grid"), tcfg.get("grid", 3)
+    terms: list[nn.Module] = []
+    if token_weight > 0:
+        terms.append(TokenKD(student_dim, teacher_model.dim, token_weight, token_kind, layout, grid))
+    if attn_weight > 0:
+        terms.append(AttentionKD(attn_weight, layout, grid))
+    return terms
