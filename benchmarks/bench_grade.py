@@ -51,10 +51,10 @@ def interleaved(fns: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def make_bundle(folder: Path, size: int, arch: str) -> Path:
+def make_bundle(folder: Path, size: int, arch: str, **extra) -> Path:
     ranges = [[s.minimum, s.maximum] for s in DEFAULT_SCHEMA.sublabels]
     torch.manual_seed(0)
-    model = create_model("student", backbone=arch, image_size=size, sublabel_ranges=ranges)
+    model = create_model("student", backbone=arch, image_size=size, sublabel_ranges=ranges, **extra)
     card = ModelCard(
         role="student", name="bench-student", arch=model.arch, arch_config=model.config, image_size=size,
         mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), grades=list(DEFAULT_SCHEMA.grade_names),
@@ -78,6 +78,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--cam-layer", default="final", choices=["final", "stride16"],
+                    help="the student's CAM target layer (stride16: the last stride-16 stage)")
+    ap.add_argument("--output-stride", type=int, default=32, choices=[16, 32], help="16 dilates the last stage")
     ap.add_argument("--batch-files", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
@@ -86,7 +89,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        grader = Grader(make_bundle(tmp / "student", args.size, args.arch), device=args.device)
+        bundle = make_bundle(tmp / "student", args.size, args.arch, cam_layer=args.cam_layer,
+                             output_stride=args.output_stride)
+        grader = Grader(bundle, device=args.device)
         model, dev = grader._student, grader.device
         rgb = sample_images(1, args.size)[0]
         x = preprocess_eval(rgb, args.size, IMAGENET_MEAN, IMAGENET_STD)[None].to(dev, memory_format=torch.channels_last)
@@ -108,6 +113,8 @@ def main() -> None:
 
         wrapped = LogitsOnly(model)
         layer = model.backbone.layer4[-1] if hasattr(model.backbone, "layer4") else list(model.backbone.children())[-2]
+        if args.cam_layer == "stride16":
+            layer = model.split._trunk[-1]
 
         def naive():
             model.requires_grad_(True)
@@ -160,6 +167,7 @@ def main() -> None:
         "batch_files_img_per_s": round(args.batch_files / files_s, 1),
         "bare_batched_img_per_s": round(args.batch_files / bare_s, 1),
         "peak_rss_mb": round(rss_mb), "device": str(dev), "arch": args.arch, "size": args.size,
+        "cam_layer": args.cam_layer, "output_stride": args.output_stride,
         "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__,
     }
     print(json.dumps(report))

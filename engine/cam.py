@@ -12,7 +12,7 @@ import engine.compat  # noqa: F401  (before pytorch_grad_cam)
 
 
 class CamMath:
-    """One CAM method's weighting (GradCAM, GradCAM++, LayerCAM, EigenCAM), applied to arrays we computed."""
+    """One CAM method's weighting (GradCAM, HiResCAM, GradCAM++, LayerCAM, EigenCAM), applied to arrays we computed."""
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -30,9 +30,11 @@ class CamMath:
 
 def cam_math(method: str) -> CamMath:
     """The weighting of a method named in engine.choices.CAM_METHODS (GradeRequest has checked the name)."""
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
 
-    return CamMath({"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "eigencam": EigenCAM}[method])
+    classes = {"gradcam": GradCAM, "hirescam": HiResCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM,
+               "eigencam": EigenCAM}
+    return CamMath(classes[method])
 
 
 def place_cam(raw: np.ndarray, box: tuple[int, int, int], height: int, width: int) -> np.ndarray:

@@ -64,13 +64,18 @@ def predict_loader(model: torch.nn.Module, role: str, loader, device: torch.devi
 
 
 def make_loader(records: Sequence, schema, image_size: int, mean, std, train: bool, batch_size: int, seed: int = 0,
-                *, crop: str = "centre", lenses=None, margin: float | None = None):
-    """Batches of one split; `train` shuffles and augments. crop, lenses, margin: see GradingDataset."""
+                augment: str = "realistic", *, crop: str = "centre", lenses=None, margin: float | None = None):
+    """Batches of one split; `train` shuffles and augments (augment: realistic, basic or none).
+
+    crop, lenses, margin: see GradingDataset.
+    """
     from engine.data.dataset import GradingDataset
+    from engine.data.transforms import Augment
     from engine.preprocess import LENS_MARGIN
 
-    ds = GradingDataset(list(records), schema, image_size, train=train, mean=mean, std=std, crop=crop, lenses=lenses,
-                        margin=LENS_MARGIN if margin is None else margin)
+    aug = Augment.named(augment) if train else None
+    ds = GradingDataset(list(records), schema, image_size, train=train and aug is not None, mean=mean, std=std,
+                        augment=aug, crop=crop, lenses=lenses, margin=LENS_MARGIN if margin is None else margin)
     gen = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=False, generator=gen)
 

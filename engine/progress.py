@@ -95,6 +95,7 @@ class EpochEvent(ProgressEvent):
     seconds: float = 0.0
     images_per_s: float = 0.0
     best_epoch: int = 0
+    cpu_seconds: float = 0.0  # this process's CPU time for the epoch (all threads); added last, readers may lack it
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.fsutil import atomic_write_bytes
+from engine.lr_schedule import lr_factor, plateau_step
 from engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, LENS, LENS_MARGIN
 from engine.progress import (
     BatchEvent,
@@ -79,10 +80,21 @@ class _Run:
     teacher_notes: dict = field(default_factory=dict)
     lenses: Any = None  # engine.data.lenses.LensTable with crop "lens", else None
     lens_notes: dict = field(default_factory=dict)
+    init: Any = None  # engine.models.pretrained.InitialWeights: where the backbone started
+    unlabelled: Any = None  # an endless iterator of unlabelled batches (kd with --unlabelled)
     start_epoch: int = 1
     best: float = -math.inf
     best_epoch: int = 0
     best_loss: float = math.inf
+    plateau_scale: float = 1.0  # the plateau schedule's current learning-rate scale
+    last_cut: int = 0  # the epoch of its last cut
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The normalisation of the initial weights (ImageNet's unless their description says otherwise)."""
+        if self.init is not None and self.init.mean:
+            return tuple(self.init.mean), tuple(self.init.std)
+        return IMAGENET_MEAN, IMAGENET_STD
 
     @property
     def role(self) -> str:
@@ -141,24 +153,26 @@ def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     log = _Log(out / "log.jsonl", progress)
     _seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    init = _initial_weights(cfg)
+    mean, std = (tuple(init.mean), tuple(init.std)) if init.mean else (IMAGENET_MEAN, IMAGENET_STD)
     manifest = load_dataset(cfg.dataset)
-    teacher, tcard, notes = _load_teachers(cfg, manifest.schema, device)  # before the student: the RNG order
+    teacher, tcard, notes = _load_teachers(cfg, manifest.schema, device, mean, std)  # before the student: RNG order
     parts = split_records(manifest.records, val_frac=cfg.val_frac, test_frac=cfg.test_frac, seed=cfg.split_seed)
     if not parts["train"] or not parts["val"]:
         raise TrainError(f"{cfg.dataset} has too few images for a train and a validation split")
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
     lenses = _lens_table(cfg)
     crop = dict(crop=cfg.crop, lenses=lenses)
-    train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed,
-                               **crop)
+    train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size,
+                               cfg.seed, cfg.augment, **crop)
     val_loader = make_loader(parts["val"], manifest.schema, cfg.image_size, mean, std, False, cfg.batch_size, **crop)
-    model = _build_model(cfg, manifest.schema).to(device, memory_format=torch.channels_last)
+    unlabelled = _unlabelled_batches(cfg, manifest.schema, mean, std) if cfg.unlabelled else None
+    model = _build_model(cfg, manifest.schema, init.path).to(device, memory_format=torch.channels_last)
     tmodel = teacher.model if teacher is not None else None
     loss_fn = _build_loss(cfg, manifest.schema, getattr(model, "feature_dim", 0), getattr(tmodel, "dim", None), tmodel)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     run = _Run(cfg, out, device, log, manifest, parts, train_loader, val_loader, model, loss_fn,
-               _optimiser(cfg, model, loss_fn), teacher, tcard, notes, lenses)
+               _optimiser(cfg, model, loss_fn), teacher, tcard, notes, lenses=lenses, init=init, unlabelled=unlabelled)
     _resume(run)
     return run
 
@@ -178,7 +192,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_teachers(cfg: TrainConfig, schema, device: torch.device):
+def _load_teachers(cfg: TrainConfig, schema, device: torch.device, mean, std):
     """(teacher, primary card, card notes) for a kd job; (None, None, {}) otherwise."""
     if cfg.job != "kd":
         return None, None, {}
@@ -191,15 +205,43 @@ def _load_teachers(cfg: TrainConfig, schema, device: torch.device):
             raise TrainError(f"the teacher {path} was trained on the {seen} crop but this student is trained on the "
                              f"{cfg.crop} crop; train the student with --crop {seen}, or a teacher with --crop {cfg.crop}")
 
-    return load_teachers([cfg.teacher, *cfg.extra_teachers], schema, device, IMAGENET_MEAN, IMAGENET_STD,
+    return load_teachers([cfg.teacher, *cfg.extra_teachers], schema, device, mean, std,
                          attention=cfg.attn_kd > 0, temperature=cfg.kd_temperature)
 
 
-def _build_model(cfg: TrainConfig, schema):
+def _initial_weights(cfg: TrainConfig):
+    """Where the backbone starts from (random, the installed ImageNet file, or a clinic's file)."""
+    from engine.models.pretrained import InitialWeights, resolve_pretrained
+
+    if cfg.job == "teacher" and cfg.fusion == "mlp":  # no image backbone
+        return InitialWeights(None, {"source": "none (no image backbone)"})
+    try:
+        return resolve_pretrained(cfg.arch, cfg.pretrained)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+
+
+def _unlabelled_batches(cfg: TrainConfig, schema, mean, std):
+    """An endless iterator of augmented batches from the unlabelled folder (its grades are never read)."""
+    from engine.data.manifest import load_dataset
+    from engine.evaluation import make_loader
+
+    records = load_dataset(cfg.unlabelled, schema=schema).records
+    loader = make_loader(records, schema, cfg.image_size, mean, std, True, cfg.batch_size, cfg.seed + 1, cfg.augment,
+                         crop=cfg.crop)
+
+    def endless():
+        while True:
+            yield from loader
+
+    return endless()
+
+
+def _build_model(cfg: TrainConfig, schema, pretrained_path: str | None = None):
     from engine.models import create_model
 
     ranges = [[s.minimum, s.maximum] for s in schema.sublabels]
-    common = dict(backbone=cfg.arch, image_size=cfg.image_size, sublabel_ranges=ranges, pretrained_path=cfg.pretrained)
+    common = dict(backbone=cfg.arch, image_size=cfg.image_size, sublabel_ranges=ranges, pretrained_path=pretrained_path)
     if cfg.job == "teacher":
         if cfg.fusion == "mlp":
             return create_model("teacher_mlp", sublabel_ranges=ranges, image_size=cfg.image_size)
@@ -242,29 +284,23 @@ def _resume(run: _Run) -> None:
     state = load_checkpoint(ckpt, run.model, run.opt, run.aux)
     run.start_epoch, run.best, run.best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
     run.best_loss = state.get("best_loss", math.inf)
+    run.plateau_scale, run.last_cut = state.get("plateau_scale", 1.0), state.get("last_cut", 0)
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
 
 
 # ---- one epoch ---------------------------------------------------------------------------------------------
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressCallback) -> None:
     """Train one epoch, validate, keep the weights if they are the best so far, checkpoint, log the epoch."""
     from engine.evaluation import predict_loader
 
     cfg, steps = run.cfg, len(run.train_loader)
     total, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
-    t0, seen, loss_sum, last_report = time.perf_counter(), 0, 0.0, time.perf_counter()
+    t0, cpu0, seen, loss_sum, last_report = time.perf_counter(), time.process_time(), 0, 0.0, time.perf_counter()
     run.model.train()
     for i, batch in enumerate(run.train_loader):
         cancel.raise_if_cancelled()
         for g in run.opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor((epoch - 1) * steps + i, warmup, total)
+            g["lr"] = cfg.lr * lr_factor((epoch - 1) * steps + i, warmup, total, cfg.lr_schedule, run.plateau_scale)
         loss = _step(run, batch)
         n = batch["image"].shape[0]
         seen, loss_sum = seen + n, loss_sum + loss * n
@@ -277,11 +313,14 @@ def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressC
     if m["qwk"] > run.best or (m["qwk"] == run.best and preds.loss < run.best_loss):
         run.best, run.best_epoch, run.best_loss = m["qwk"], epoch, preds.loss
         _save_weights(run.model, run.best_path)
+    if cfg.lr_schedule == "plateau":
+        run.plateau_scale, run.last_cut = plateau_step(epoch, run.best_epoch, run.last_cut, cfg.patience,
+                                                       run.plateau_scale)
     _checkpoint(run, epoch)
     run.log(EpochEvent(
         epoch=epoch, epochs=cfg.epochs, train_loss=loss_sum / max(seen, 1), val_loss=preds.loss, val_acc=m["acc"],
         val_qwk=m["qwk"], val_mae=m["mae"], lr=run.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
-        images_per_s=seen / max(train_seconds, 1e-9), best_epoch=run.best_epoch,
+        cpu_seconds=time.process_time() - cpu0, images_per_s=seen / max(train_seconds, 1e-9), best_epoch=run.best_epoch,
     ))
 
 
@@ -297,17 +336,33 @@ def _step(run: _Run, batch: dict) -> float:
         else:
             out_s = forward_batch(run.model, run.role, batch, device)
         if run.teacher is not None:
-            images = batch["image"].to(device, memory_format=torch.channels_last)
-            if images.shape[-1] != run.tcard.image_size and not cfg.extra_teachers:
-                images = F.interpolate(images, size=run.tcard.image_size, mode="bilinear", align_corners=False)
-            out_t = run.teacher(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))
-            losses = run.loss_fn(out_s, out_t, _to(batch, device))
+            losses = run.loss_fn(out_s, _teacher_out(run, batch), _to(batch, device))
+            if run.unlabelled is not None:
+                losses = _add_unlabelled(run, losses)
         else:
             losses = run.loss_fn(out_s, _to(batch, device))
     run.opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     run.opt.step()
     return float(losses["loss"].detach())
+
+
+def _teacher_out(run: _Run, batch: dict) -> dict:
+    """The frozen teacher on the student's augmented batch, resized to the teacher's input size when one teacher."""
+    images = batch["image"].to(run.device, memory_format=torch.channels_last)
+    if images.shape[-1] != run.tcard.image_size and not run.cfg.extra_teachers:
+        images = F.interpolate(images, size=run.tcard.image_size, mode="bilinear", align_corners=False)
+    return run.teacher(images, batch["sublabels"].to(run.device), batch["sub_mask"].to(run.device))
+
+
+def _add_unlabelled(run: _Run, losses: dict) -> dict:
+    """losses + alpha * KD on one unlabelled batch: the teacher's soft targets are its only label."""
+    from engine.evaluation import forward_batch
+
+    batch = next(run.unlabelled)
+    out_s = forward_batch(run.model, run.role, batch, run.device)
+    kd = run.loss_fn.logit.kd_loss(out_s["logits"], _teacher_out(run, batch))
+    return {**losses, "loss": losses["loss"] + run.cfg.kd_alpha * kd, "unlabelled_kd": kd}
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -320,6 +375,7 @@ def _checkpoint(run: _Run, epoch: int) -> None:
 
     save_checkpoint(run.out / "checkpoint", run.model, run.opt, {
         "epoch": epoch, "best": run.best, "best_epoch": run.best_epoch, "best_loss": run.best_loss,
+        "plateau_scale": run.plateau_scale, "last_cut": run.last_cut,
         "torch_rng": torch.get_rng_state().tolist(), "config": asdict(run.cfg),
     }, run.aux)
 
@@ -339,14 +395,14 @@ def _write_bundle(run: _Run):
     metrics = {"val": val_preds.metrics(temperature)}
     crop = dict(crop=cfg.crop, lenses=run.lenses)
     if run.parts["test"]:
-        test_loader = make_loader(run.parts["test"], schema, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, False,
-                                  cfg.batch_size, **crop)
+        test_loader = make_loader(run.parts["test"], schema, cfg.image_size, *run.mean_std, False, cfg.batch_size,
+                                  **crop)
         metrics["test"] = predict_loader(model, run.role, test_loader, run.device).metrics(temperature)
     ood, ood_notes = _fit_ood(run, **crop)
     tcard = run.tcard
     card = ModelCard(
         role=run.role, name=cfg.name or _default_name(cfg), arch=model.arch,
-        arch_config=model.config, image_size=cfg.image_size, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+        arch_config=model.config, image_size=cfg.image_size, mean=list(run.mean_std[0]), std=list(run.mean_std[1]),
         grades=list(schema.grade_names), schema=schema.to_dict(),
         fusion=cfg.fusion if run.role == "teacher" else None,
         teacher={"name": tcard.name, "model_id": tcard.model_id} if tcard else None,
@@ -356,6 +412,7 @@ def _write_bundle(run: _Run):
         extra={"job": cfg.job, "split": {"seed": cfg.split_seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac},
                "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("dataset", "out")},
                **({"lens_finder": run.lens_notes} if run.lens_notes else {}), "ood": ood_notes,
+               "initial_weights": run.init.provenance,
                **run.teacher_notes, **cfg.extra},
     )
     return metrics, save_bundle(run.out / "bundle", model.cpu(), card, ood=ood)
@@ -367,7 +424,7 @@ def _fit_ood(run: _Run, **crop):
     from engine.train_gate import fit_ood
 
     cfg = run.cfg
-    loader = make_loader(run.parts["train"], run.manifest.schema, cfg.image_size, IMAGENET_MEAN, IMAGENET_STD, False,
+    loader = make_loader(run.parts["train"], run.manifest.schema, cfg.image_size, *run.mean_std, False,
                          cfg.batch_size, **crop)
     return fit_ood(run.model, loader, run.device)
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from engine.choices import CROPS, DISTANCES, FUSIONS, JOBS, LENS, OPTIMIZERS, TOKEN_LAYOUTS
+from engine.choices import AUGMENTS, CROPS, DISTANCES, FUSIONS, JOBS, LENS, LR_SCHEDULES, OPTIMIZERS, TOKEN_LAYOUTS
 from engine.errors import EngineError
 from engine.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -90,7 +90,9 @@ class TrainConfig:
     teacher_depth: int = option(2, "blocks of the teacher's fusion transformer", low=1, jobs=TEACHER)
     sub_dropout: float = option(0.3, "share of sub-labels the teacher hides while training", low=0.0, high=1.0,
                                 jobs=TEACHER)
-    pretrained: str | None = option(None, "local .safetensors backbone weights (never downloaded)", metavar="FILE")
+    pretrained: str | None = option(None, "initial backbone weights: 'imagenet' (the installed file for --arch) or a "
+                                    "local .safetensors file; never downloaded (default: random weights)",
+                                    metavar="imagenet|FILE")
     name: str | None = option(None, "model name written in its card")
     notice: str | None = option(None, "notice written in the card (e.g. for demo models)")
     extra: dict = option({}, "more card fields, as a JSON object", metavar="JSON")
@@ -101,6 +103,13 @@ class TrainConfig:
                             low=0.0, high=10.0, jobs=KD)
     extra_teachers: list[str] = option([], "more teachers (the second and later --teacher): a QWK-weighted ensemble",
                                        jobs=KD)
+    lr_schedule: str = option("cosine", "cosine decay over --epochs, or plateau: constant, cut x0.3 when validation "
+                              "stalls for half the patience (--epochs is then only a ceiling)", choices=LR_SCHEDULES)
+    augment: str = option("realistic", "training augmentation: realistic (geometry, colour and camera effects: "
+                          "resolution, noise, blur, JPEG), basic (geometry and colour) or none", choices=AUGMENTS)
+    unlabelled: str | None = option(None, "a dataset folder whose images add the teacher's soft targets only (its "
+                                    "grades are ignored; its sub-labels, where filled in, go to the teacher)", jobs=KD,
+                                    metavar="FOLDER")
 
     def check(self) -> None:
         """Refuse a job that cannot run, with the reason in one sentence."""
@@ -113,6 +122,8 @@ class TrainConfig:
             raise TrainError("a kd job needs --teacher BUNDLE (a trained fusion teacher)")
         if self.extra_teachers and self.job != "kd":
             raise TrainError("more than one teacher is only used by a kd job")
+        if self.unlabelled and self.job != "kd":
+            raise TrainError("unlabelled images are only used by a kd job (the teacher labels them)")
         if self.val_frac + self.test_frac >= 1:
             raise TrainError(f"--val-frac {self.val_frac} and --test-frac {self.test_frac} leave no training split")
 

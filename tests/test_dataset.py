@@ -205,9 +205,42 @@ def test_preprocess_eval_refuses_non_rgb_uint8():
 
 def test_augment_with_everything_off_is_the_identity():
     rgb = np.random.default_rng(1).integers(0, 255, (S, S, 3), np.uint8)
-    off = Augment(scale=(1, 1), ratio=(1, 1), translate=0, rotate=False, flip=False, brightness=0, contrast=0,
-                  gamma=(1, 1), white_balance=0, blur_p=0)
-    np.testing.assert_array_equal(augment(rgb, S, np.random.default_rng(0), off), rgb)
+    np.testing.assert_array_equal(augment(rgb, S, np.random.default_rng(0), OFF), rgb)
+
+
+OFF = Augment(scale=(1, 1), ratio=(1, 1), translate=0, rotate=False, flip=False, exposure=0, brightness=0, contrast=0,
+              gamma=(1, 1), white_balance=0, blur_p=0, downscale_p=0, noise_p=0, jpeg_p=0)
+
+
+def _high_freq(img: np.ndarray) -> float:
+    """Mean absolute difference between horizontal neighbours: fine detail and noise."""
+    return float(np.abs(np.diff(img.astype(np.float32), axis=1)).mean())
+
+
+def test_each_camera_effect_does_what_it_says():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(3)
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, ::2] = 200
+    noisy = augment(flat, 32, rng, replace(OFF, noise_p=1.0, read_noise=(6.0, 6.0), shot_noise=0.0))
+    assert 4.0 < float(noisy.astype(np.float32).std()) < 8.0  # read noise of 6 on a flat grey
+    small = augment(stripes, 32, rng, replace(OFF, downscale_p=1.0, downscale=(0.5, 0.5)))
+    assert _high_freq(small) < 0.2 * _high_freq(stripes)  # a half-resolution sensor cannot hold 1-px stripes
+    jpeg = augment(stripes, 32, rng, replace(OFF, jpeg_p=1.0, jpeg_quality=(10, 10)))
+    assert 0 < float(np.abs(jpeg.astype(np.int16) - stripes).mean()) < 60
+    bright = augment(flat, 32, rng, replace(OFF, exposure=0.3))
+    assert abs(float(bright.mean()) - 128) > 1.0  # a different exposure shifts every pixel alike
+    assert float(bright.std()) < 1.0
+
+
+def test_named_augmentations():
+    assert Augment.named("realistic") == Augment()
+    assert Augment.named("basic").noise_p == 0 and Augment.named("basic").jpeg_p == 0
+    assert Augment.named("none") is None
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        Augment.named("heavy")
 
 
 def test_augment_keeps_a_centred_lens_centred():

@@ -49,7 +49,7 @@ def test_cam_for_a_chosen_grade_and_methods(grader):
         grader.grade(img, GradeRequest(cam_method="magic"))
 
 
-def _reference_gradcam(grader, img, target):
+def _reference_gradcam(grader, img, target, method=None, layer=None):
     """pytorch_grad_cam's own GradCAM (hooks, its own forward and full backward) on the student."""
     import torch
     from pytorch_grad_cam import GradCAM
@@ -72,7 +72,8 @@ def _reference_gradcam(grader, img, target):
 
     x = preprocess_eval(img, card.image_size, card.mean, card.std)[None]
     model.requires_grad_(True)
-    with GradCAM(model=Logits(), target_layers=[model.backbone.layer4[-1]]) as cam:
+    cls = method or GradCAM
+    with cls(model=Logits(), target_layers=[layer(model) if layer else model.backbone.layer4[-1]]) as cam:
         picked = expected_grade if target == "severity" else ClassifierOutputTarget(target)
         return cam(input_tensor=x, targets=[picked])[0]
 
@@ -98,6 +99,33 @@ def test_one_pass_cam_equals_pytorch_grad_cam_own_route(grader, target):
         nonzero += 1
         np.testing.assert_allclose(_minmax(ours.cam), _minmax(ref), atol=2e-3)
     assert nonzero >= 1
+
+
+@pytest.mark.parametrize("variant", ["hirescam", "stride16", "dilated"])
+def test_cam_levers_equal_pytorch_grad_cam_own_route(tiny_bundles, tmp_path, variant):
+    """HiResCAM, a stride-16 target layer and a dilated last stage: the one-pass map is still the library's."""
+    import torch
+    from pytorch_grad_cam import GradCAM, HiResCAM
+
+    from tests.conftest import _save_tiny
+
+    config = {"stride16": {"cam_layer": "stride16"}, "dilated": {"output_stride": 16}}.get(variant, {})
+    student = _save_tiny(tmp_path / "s", "student", "student", backbone="resnet18", **config)
+    g = Grader(student, device="cpu")
+    img = _disc(64, 64, seed=5)
+    method = "hirescam" if variant == "hirescam" else "gradcam"
+    ours = g.grade(img, GradeRequest(target="severity", cam_method=method))
+    layer = (lambda m: m.backbone.layer3[-1]) if variant == "stride16" else None
+    ref = _reference_gradcam(g, img, "severity", HiResCAM if variant == "hirescam" else GradCAM, layer)
+    grid = g._student.forward_features(torch.zeros(1, 3, 64, 64)).shape[-1]
+    assert grid == (2 if variant == "hirescam" else 4)
+    np.testing.assert_allclose(_minmax(ours.cam), _minmax(ref), atol=2e-3)
+
+
+def test_any_input_size_is_resized_to_what_the_model_expects(grader):
+    for h, w in ((40, 40), (500, 300), (64, 64)):
+        r = grader.grade(_disc(h, w, seed=1), GradeRequest(target="severity"))
+        assert r.cam.shape == (h, w) and abs(sum(r.probabilities) - 1) < 1e-5
 
 
 def test_severity_target_and_bad_targets(grader):

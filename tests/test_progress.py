@@ -23,7 +23,7 @@ def test_the_wire_format_keeps_its_keys_in_order():
     epoch = EpochEvent(epoch=1, epochs=3, train_loss=1.0, val_loss=1.1, val_acc=0.5, val_qwk=0.4, val_mae=0.9, lr=1e-3,
                        seconds=2.0, images_per_s=10.0, best_epoch=1)
     assert list(epoch.to_dict()) == ["event", "epoch", "epochs", "train_loss", "val_loss", "val_acc", "val_qwk",
-                                     "val_mae", "lr", "seconds", "images_per_s", "best_epoch"]
+                                     "val_mae", "lr", "seconds", "images_per_s", "best_epoch", "cpu_seconds"]
     assert json.loads(ErrorEvent(message="no labels").to_json()) == {"event": "error", "message": "no labels"}
     assert set(EVENT_TYPES) == {"start", "images", "lenses", "batch", "epoch", "done", "error"}
 

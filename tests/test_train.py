@@ -103,3 +103,36 @@ def test_evaluate_scores_the_split_the_bundle_was_trained_with(teacher_run, tiny
     assert result["n"] == start["n_val"] and result["split"] == "val"
     assert len(result["confusion"]) == 8 and 0.0 <= result["acc"] <= 1.0
     assert main(["evaluate", str(teacher_run / "bundle"), str(tiny_dataset / "missing")]) == 2
+
+
+def test_config_refuses_unknown_schedule_augmentation_and_misplaced_unlabelled(tiny_dataset, tmp_path):
+    base = dict(dataset=str(tiny_dataset), out=str(tmp_path))
+    with pytest.raises(TrainError, match="unknown lr schedule .step.; choose one of cosine, plateau"):
+        run_training(TrainConfig(job="student", lr_schedule="step", **base))
+    with pytest.raises(TrainError, match="unknown augment .heavy.; choose one of realistic, basic, none"):
+        run_training(TrainConfig(job="student", augment="heavy", **base))
+    with pytest.raises(TrainError, match="only used by a kd job"):
+        run_training(TrainConfig(job="student", unlabelled=str(tiny_dataset), **base))
+
+
+def test_plateau_schedule_cuts_the_rate_when_validation_stalls():
+    from engine.lr_schedule import PLATEAU_FACTOR, lr_factor, plateau_step
+
+    # patience 6: a cut after 3 epochs with neither a new best nor a cut, then 3 more before the next
+    scale, cut = 1.0, 0
+    history = []
+    for epoch, best in [(1, 1), (2, 2), (3, 2), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2), (9, 9)]:
+        scale, cut = plateau_step(epoch, best, cut, 6, scale)
+        history.append(scale)
+    assert history == [1.0, 1.0, 1.0, 1.0, PLATEAU_FACTOR, PLATEAU_FACTOR, PLATEAU_FACTOR, PLATEAU_FACTOR**2,
+                       PLATEAU_FACTOR**2]
+    assert lr_factor(50, 10, 100, "plateau", 0.09) == 0.09  # no cosine decay on the plateau schedule
+    assert lr_factor(4, 10, 100, "plateau", 1.0) == 0.5  # the same warm-up
+    assert lr_factor(100, 10, 100) == 0.0
+
+
+def test_kd_learns_from_unlabelled_images_too(tiny_dataset, teacher_run, tmp_path):
+    cfg = TrainConfig(job="kd", dataset=str(tiny_dataset), out=str(tmp_path), teacher=str(teacher_run / "bundle"),
+                      unlabelled=str(tiny_dataset), epochs=1, image_size=64, batch_size=16, device="cpu")
+    result = run_training(cfg)
+    assert read_card(result.bundle).extra["train_config"]["unlabelled"] == str(tiny_dataset)

@@ -3,7 +3,9 @@
 `preprocess_eval` is the one door from an RGB photo to a network input; training (eval
 split) and inference both call it, so they see identical pixels. Training augmentation
 does all its geometry (crop, zoom, translation, rotation, flips) in one affine warp and
-all its photometry (brightness, contrast, gamma, white balance) in one lookup table.
+all its photometry (exposure, brightness, contrast, gamma, white balance) in one lookup
+table, then imitates the camera: defocus blur, a lower-resolution sensor, sensor noise
+(read plus shot noise) and JPEG compression, each with its own probability.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from engine.choices import AUGMENTS
 from engine.preprocess import (
     CENTRE,
     IMAGENET_MEAN,
@@ -33,19 +36,47 @@ TRAIN_MARGIN = 1.15
 
 @dataclass(frozen=True)
 class Augment:
-    """Ranges of the training augmentation; the defaults are mild and label-preserving."""
+    """Ranges of the training augmentation: how photographs of one eye vary between cameras and sessions.
 
-    scale: tuple[float, float] = (0.8, 1.0)  # crop area as a share of the full square
+    All of it preserves the grade. The defaults ("realistic") were chosen by measurement
+    (docs/results.md); `basic()` is the earlier, milder set (geometry and colour only).
+    """
+
+    scale: tuple[float, float] = (0.75, 1.1)  # crop area as a share of the full square (> 1 zooms out)
     ratio: tuple[float, float] = (0.9, 1.0 / 0.9)  # crop aspect ratio
-    translate: float = 0.05  # crop centre shift, share of the image side
+    translate: float = 0.06  # crop centre shift, share of the image side
     rotate: bool = True  # any angle: cortical spokes are radial, so rotation keeps the grade
     flip: bool = True  # horizontal and vertical mirror, each with p = 0.5
-    brightness: float = 0.1  # additive, share of full scale
+    exposure: float = 0.3  # multiplicative gain exp(+- this)
+    brightness: float = 0.05  # additive, share of full scale
     contrast: float = 0.15  # multiplicative, 1 +- this
-    gamma: tuple[float, float] = (0.85, 1.15)
-    white_balance: float = 0.05  # per-channel gain, 1 +- this
-    blur_p: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.0)  # in pixels at 224 px, scaled with the output size
+    gamma: tuple[float, float] = (0.8, 1.25)
+    white_balance: float = 0.1  # per-channel gain, 1 +- this
+    blur_p: float = 0.25
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # in pixels at 224 px, scaled with the output size
+    downscale_p: float = 0.3  # a lower-resolution camera: shrink by this factor, then back up
+    downscale: tuple[float, float] = (0.4, 0.9)
+    noise_p: float = 0.5  # sensor noise: read noise (8-bit units) plus shot noise (share of the value)
+    read_noise: tuple[float, float] = (0.0, 8.0)
+    shot_noise: float = 0.04
+    jpeg_p: float = 0.4
+    jpeg_quality: tuple[int, int] = (40, 95)
+
+    @classmethod
+    def basic(cls) -> Augment:
+        """Geometry, colour and a little blur, no camera effects: the augmentation before the realistic set."""
+        return cls(scale=(0.8, 1.0), translate=0.05, exposure=0.0, brightness=0.1, gamma=(0.85, 1.15),
+                   white_balance=0.05, blur_p=0.2, blur_sigma=(0.3, 1.0), downscale_p=0.0, noise_p=0.0, jpeg_p=0.0)
+
+    @classmethod
+    def named(cls, name: str) -> Augment | None:
+        """'realistic' (default), 'basic', or 'none' (None: no augmentation, eval preprocessing only)."""
+        table = {"realistic": cls, "basic": cls.basic}
+        if name == "none":
+            return None
+        if name not in table:
+            raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(AUGMENTS)}")
+        return table[name]()
 
 
 def working_size(image_size: int, train: bool) -> int:
@@ -120,7 +151,7 @@ def build_transform(cfg: PreprocessConfig) -> ModelTransform:
 
 
 def augment(rgb: np.ndarray, image_size: int, rng: np.random.Generator, cfg: Augment = Augment()) -> np.ndarray:
-    """A randomly cropped, rotated, flipped, colour-jittered and sometimes blurred size x size uint8 copy."""
+    """A randomly cropped, rotated, flipped, colour-jittered size x size uint8 copy, as another camera took it."""
     _check_rgb(rgb)
     out = cv2.warpAffine(
         rgb,
@@ -131,10 +162,28 @@ def augment(rgb: np.ndarray, image_size: int, rng: np.random.Generator, cfg: Aug
         borderValue=(0, 0, 0),
     )
     out = cv2.LUT(out, _random_lut(rng, cfg))
+    return _camera(out, rng, cfg)
+
+
+def _camera(img: np.ndarray, rng: np.random.Generator, cfg: Augment) -> np.ndarray:
+    """Defocus, a lower-resolution sensor, sensor noise and JPEG, in the order a camera applies them."""
+    size = img.shape[0]
     if rng.random() < cfg.blur_p:
-        sigma = rng.uniform(*cfg.blur_sigma) * image_size / 224.0
-        out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma)
-    return out
+        img = cv2.GaussianBlur(img, (0, 0), sigmaX=rng.uniform(*cfg.blur_sigma) * size / 224.0)
+    if rng.random() < cfg.downscale_p:
+        small = max(8, round(size * rng.uniform(*cfg.downscale)))
+        img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                         interpolation=cv2.INTER_LINEAR)
+    if rng.random() < cfg.noise_p:
+        x = img.astype(np.float32)
+        sigma = np.float32(rng.uniform(*cfg.read_noise)) + np.float32(cfg.shot_noise) * x
+        img = np.clip(x + rng.standard_normal(x.shape, dtype=np.float32) * sigma + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < cfg.jpeg_p:
+        quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            img = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return img
 
 
 def train_transform(
@@ -170,8 +219,8 @@ def _random_affine(h: int, w: int, size: int, rng: np.random.Generator, cfg: Aug
 
 def _random_lut(rng: np.random.Generator, cfg: Augment) -> np.ndarray:
     """One 256x1x3 table doing gamma, contrast, brightness and white balance at once."""
-    v = np.linspace(0.0, 1.0, 256)
-    v = v ** rng.uniform(*cfg.gamma)
+    v = np.linspace(0.0, 1.0, 256) * math.exp(rng.uniform(-cfg.exposure, cfg.exposure))
+    v = np.clip(v, 0.0, 1.0) ** rng.uniform(*cfg.gamma)
     v = (v - 0.5) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + 0.5
     v = v + rng.uniform(-cfg.brightness, cfg.brightness)
     gains = rng.uniform(1 - cfg.white_balance, 1 + cfg.white_balance, size=3)

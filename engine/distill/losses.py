@@ -312,7 +312,7 @@ def forward_with_map(model: nn.Module, images: Tensor) -> dict:
     """The student's usual output plus 'feature_map' (its CAM map), from one pass without hooks."""
     feats = model.forward_features(images)
     out = dict(model.forward_head(feats))
-    out["feature_map"] = model.cam_activations(feats)
+    out.setdefault("feature_map", model.cam_activations(feats))
     return out
 
 

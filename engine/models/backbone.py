@@ -37,24 +37,63 @@ class BackboneInfo:
     grid: tuple[int, int] | None = None  # the patch grid for "tokens"
 
 
-def create_backbone(name: str, image_size: int, pretrained_path: str | Path | None = None) -> tuple[nn.Module, BackboneInfo]:
-    """Build timm model `name` without its head or pooling; load local weights if given."""
+def create_backbone(name: str, image_size: int, pretrained_path: str | Path | None = None,
+                    output_stride: int = 32) -> tuple[nn.Module, BackboneInfo]:
+    """Build timm model `name` without its head or pooling; load local weights if given.
+
+    output_stride 16 dilates the last stage instead of striding it (same weights, a map twice as fine).
+    """
     if not isinstance(name, str) or not timm.is_model(name):
         raise ModelConfigError(f"unknown backbone {name!r}; use a timm model name such as 'resnet18'")
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 16:
         raise ModelConfigError(f"image_size must be an integer of at least 16 pixels, not {image_size!r}")
     kwargs: dict = {"pretrained": False, "num_classes": 0, "global_pool": ""}
+    if output_stride != 32:
+        kwargs["output_stride"] = output_stride
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is not None and cfg.fixed_input_size:
         kwargs["img_size"] = image_size
     try:
         model = timm.create_model(name, **kwargs)
-    except (TypeError, ValueError, AssertionError) as e:
+    except (TypeError, ValueError, AssertionError, NotImplementedError) as e:
         raise ModelConfigError(f"backbone {name!r} cannot be built at {image_size} px: {e}") from None
     info = describe_backbone(model, name, image_size)
     if pretrained_path is not None:
         load_backbone_weights(model, pretrained_path)
     return model, info
+
+
+class BackboneSplit:
+    """A CNN backbone cut after its last stride-16 stage: `trunk` up to there, `rest` from there to the end.
+
+    Both only call the backbone's own modules (no copies, no new tensor names), so a model
+    trained with one target layer loads into the other. Known layouts: timm's EfficientNet
+    family (conv_stem, bn1, blocks, conv_head, bn2) and ResNets (conv1 ... layer4).
+    """
+
+    def __init__(self, model: nn.Module, name: str, reduction: int = 16) -> None:
+        info = getattr(model, "feature_info", None)
+        stages = [f["module"] for f in (info or []) if f.get("reduction") == reduction]
+        if hasattr(model, "blocks") and hasattr(model, "conv_head") and stages and stages[0].startswith("blocks."):
+            cut = max(int(m.split(".")[1]) for m in stages if m.startswith("blocks.")) + 1
+            self._trunk = [model.conv_stem, model.bn1, *model.blocks[:cut]]
+            self._rest = [*model.blocks[cut:], model.conv_head, model.bn2]
+        elif all(hasattr(model, n) for n in ("conv1", "layer3", "layer4")) and "layer3" in stages:
+            self._trunk = [model.conv1, model.bn1, model.act1, model.maxpool, model.layer1, model.layer2, model.layer3]
+            self._rest = [model.layer4]
+        else:
+            raise ModelConfigError(f"backbone {name!r}: a stride-{reduction} CAM layer is available for EfficientNet "
+                                   f"and ResNet backbones only")
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self._trunk:
+            x = m(x)
+        return x
+
+    def rest(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self._rest:
+            x = m(x)
+        return x
 
 
 def describe_backbone(model: nn.Module, name: str, image_size: int) -> BackboneInfo:
