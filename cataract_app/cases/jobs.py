@@ -2,12 +2,14 @@
 
 Recording skips an answer the case already holds (the same model, the same bytes, the same
 sub-labels): a new heat-map target or opening the image again grades it again, but adds
-nothing the log does not know.
+nothing the log does not know; only a changed input-gate dict (the clinician moved the lens
+circle, or chose to grade anyway) is stored then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from engine.cases import Case, CaseLog, FileCheck
 from engine.cases.log import hash_image
@@ -29,15 +31,20 @@ def is_repeat(case: Case, result: GradeResult, sha: str) -> bool:
 
 
 def record_answer(log: CaseLog, path: str, result: GradeResult, sha: str | None,
-                  sublabels: Mapping[str, int | None] | None) -> Case:
-    """The file's case with this answer on it (a new case, one more answer, or as it was when it is a repeat)."""
+                  sublabels: Mapping[str, int | None] | None, gate: Mapping[str, Any] | None = None) -> Case:
+    """The file's case with this answer on it (a new case, one more answer, or as it was when it is a repeat).
+
+    gate: the input gate's dict to store (default: the result's own, graded_anyway False).
+    """
     sha = sha or hash_image(path)
     case = log.find_hash(sha)
     if case is not None and is_repeat(case, result, sha):
         if sublabels is not None and case.sublabels != dict(sublabels):
             case = log.set_sublabels(case.id, sublabels)
+        if gate is not None and case.gate != dict(gate):
+            case = log.set_gate(case.id, dict(gate))
         return case
-    return log.record(result, path, sublabels=sublabels, image_sha256=sha)
+    return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=None if gate is None else dict(gate))
 
 
 def review(log: CaseLog, case_id: int, grade: int | None, note: str | None) -> Case:
