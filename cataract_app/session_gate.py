@@ -14,6 +14,8 @@ from engine.request import GradeRequest, lens_circle
 from engine.results import GradeResult
 from engine.roi import Circle
 
+NOT_FOUND = "not_found"  # lens_changed's source when an answer came with no lens: the circle is the clinician's to place
+
 
 class LensGate:
     """The lens and gate part of GradingSession; the session sets the attributes and notices it uses."""
@@ -37,7 +39,7 @@ class LensGate:
         if self.lens is None:
             return False
         self.lens = None
-        self.lens_changed.emit(self.found, FOUND if self.found is not None else None)
+        self.lens_changed.emit(self.found, FOUND if self.found is not None else NOT_FOUND)
         self._regrade()
         return True
 
@@ -76,7 +78,8 @@ class LensGate:
         if check.source == FOUND:
             self.found = check.circle
         if self.lens is None:
-            self.lens_changed.emit(check.circle if check.source == FOUND else None, check.source)
+            found = check.source == FOUND and check.circle is not None
+            self.lens_changed.emit(check.circle if found else None, FOUND if found else NOT_FOUND)
 
     def _forget_lens(self) -> None:
         self.lens = self.found = None
