@@ -1,0 +1,165 @@
+"""Batch grading in the window: progress, Cancel, every graded file in the case log, the summary, drops, the CSV."""
+
+import csv
+import threading
+
+import pytest
+from clinic_app_helpers import WAIT_MS, open_window, run_batch
+from helpers import write_disc
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from cataract_app.batch.bar import progress_text, summary_headline
+from cataract_app.batch.files import expand_inputs, folder_images
+from cataract_app.batch.job import run_batch as run_job
+from engine.batch import BatchProgress
+from engine.cases import CaseLog
+from engine.progress import CancelToken
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "cases.sqlite3"
+
+
+@pytest.fixture
+def window(qtbot, tiny_bundles, tmp_path, db):
+    return open_window(qtbot, tiny_bundles, tmp_path, db)
+
+
+def folder_of(tmp_path, n, broken=0, name="visit"):
+    folder = tmp_path / name
+    (folder / "sub").mkdir(parents=True)
+    for i in range(n):
+        write_disc((folder / "sub" if i % 2 else folder) / f"eye{i:02d}.png", 8 + i % 14)
+    for i in range(broken):
+        (folder / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_expand_inputs_matches_predict_dir_and_names_what_it_leaves_out(tmp_path):
+    folder = folder_of(tmp_path, 4, broken=1)
+    listed = folder_images(folder)
+    assert len(listed) == 5 and listed == sorted(listed) and all(p.endswith(".png") for p in listed)
+    inputs = expand_inputs([folder, folder / "notes.txt", listed[0], tmp_path / "gone.png"])
+    assert inputs.files == tuple(listed)  # the folder's files once, in its order
+    assert any("notes.txt was left out" in p for p in inputs.problems)
+    assert any("gone.png does not exist" in p for p in inputs.problems)
+    assert "holds no image" in expand_inputs([tmp_path / "visit" / "sub" / "eye01.png", folder_of(tmp_path, 0, name="e")]
+                                             ).problems[0]
+
+
+def test_batch_grades_a_folder_into_the_case_log_with_progress_and_a_summary(qtbot, window, tmp_path, db):
+    folder = folder_of(tmp_path, 7, broken=1)
+    seen = []
+    window.batch.bar.show_progress = lambda p, show=window.batch.bar.show_progress: (seen.append(p), show(p))
+    window.batch.job = None
+    summary = run_batch(qtbot, window, [folder])
+    assert window.tabs.currentIndex() == 1  # the Cases tab fills as the results arrive
+    assert summary.total == 8 and len(summary.recorded) == 7 and not summary.cancelled
+    assert [i.path for i in summary.failed] == [str(folder / "broken0.png")]
+    assert "cannot read" in summary.failed[0].error or "damaged" in summary.failed[0].error
+    with CaseLog.open(db) as log:
+        assert log.count() == 7
+        paths = {log.get(i.case.id).image_path for i in summary.recorded}
+    assert paths == {i.path for i in summary.recorded}
+    bar = window.batch.bar
+    headline = bar.title.text()
+    assert "7 of 8 photographs graded into the case log" in headline and "1 failed" in headline
+    assert "broken0.png" in bar.details.text() and bar.close_button.isVisible() and not bar.cancel_button.isVisible()
+    qtbot.waitUntil(lambda: window.cases.panel.model.total == 7, timeout=WAIT_MS)
+    assert "7 cases" in window.cases.panel.count.text()
+
+
+def test_progress_counts_and_eta_are_said(qtbot):
+    p = BatchProgress(done=10, total=40, failed=1, elapsed_s=5.0)
+    assert p.eta_s == pytest.approx(15.0)
+    assert progress_text(p) == "10 of 40 graded \u00b7 1 failed \u00b7 about 15 s left"
+    assert "starting" in progress_text(BatchProgress(0, 40, 0, 0.0))
+    assert "stopped after 1 min 05 s" in progress_text(BatchProgress(3, 40, 0, 65.0, cancelled=True, finished=True))
+
+
+def test_cancel_stops_after_the_current_file_and_keeps_what_was_graded(tiny_bundles, tmp_path, db):
+    """run_batch itself: a cancel from the first item's callback stops the batch after that item."""
+    from engine.infer import Grader
+
+    folder = folder_of(tmp_path, 30)
+    files = folder_images(folder)
+    grader = Grader(tiny_bundles[0], device="cpu")
+    token, items, progress = CancelToken(), [], []
+
+    def on_item(item):
+        items.append(item)
+        token.cancel()
+
+    CaseLog.open(db).close()
+    summary = run_job(files, lambda: grader, threading.Lock(), lambda: CaseLog.open(db), token, on_item,
+                      progress.append, chunk=12, batch_size=4)
+    assert summary.cancelled and len(summary.items) == 1 and summary.not_reached == 29
+    assert progress[-1].finished and progress[-1].cancelled and progress[-1].done == 1
+    with CaseLog.open(db) as log:
+        assert log.count() == 1 and log.find_image(files[0]) is not None
+    assert "cancelled, 29 not graded" in summary_headline(summary)
+
+
+def test_cancel_in_the_window_keeps_the_graded_cases(qtbot, window, tmp_path, db):
+    folder = folder_of(tmp_path, 60)
+    with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS) as blocker:
+        window.batch.job = None
+        assert window.batch.grade([folder])
+        window.batch.job.item_done.connect(lambda _item: window.batch.bar.cancel_button.click())
+    summary = blocker.args[0]
+    assert summary.cancelled and 1 <= len(summary.items) < 60
+    with CaseLog.open(db) as log:
+        assert log.count() == len(summary.recorded)
+    assert "cancelled" in window.batch.bar.title.text()
+    assert not window.batch.running
+
+
+def test_nothing_to_grade_and_a_second_batch_are_refused_with_a_sentence(qtbot, window, tmp_path):
+    assert not window.batch.grade([tmp_path / "nothing-here"])
+    assert window.status.last_error.startswith("Nothing to grade:") and "does not exist" in window.status.last_error
+    folder = folder_of(tmp_path, 40)
+    with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS):
+        assert window.batch.grade([folder])
+        assert not window.batch.grade([folder])  # one batch at a time
+        assert "A batch is being graded" in window.statusBar().currentMessage()
+
+
+def test_dropping_several_files_grades_them_and_one_file_opens_it(qtbot, window, tmp_path, db):
+    folder = folder_of(tmp_path, 3)
+    files = folder_images(folder)
+
+    def drop(paths):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        window.dropEvent(event)
+
+    with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS) as blocker:
+        drop(files[:2])
+    assert len(blocker.args[0].recorded) == 2
+    with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS) as blocker:
+        drop([folder])
+    assert len(blocker.args[0].recorded) == 3  # two of them again: their cases, one more answer at most
+    drop([files[2]])
+    qtbot.waitUntil(lambda: window.student is not None and window.student.source == files[2], timeout=WAIT_MS)
+    with CaseLog.open(db) as log:
+        assert log.count() == 3
+
+
+def test_the_batch_csv_is_the_one_predict_dir_writes(qtbot, window, tiny_bundles, tmp_path):
+    from engine.cli import main
+
+    folder = folder_of(tmp_path, 4, broken=1)
+    run_batch(qtbot, window, [folder])
+    window.batch.ask_csv_path = lambda: str(tmp_path / "app.csv")
+    assert window.batch.save_csv() == tmp_path / "app.csv"
+    assert main(["predict", "--dir", str(folder), "--model", str(tiny_bundles[0]), "--device", "cpu",
+                 "--csv", str(tmp_path / "cli.csv")]) == 0
+    app_rows = list(csv.DictReader((tmp_path / "app.csv").open()))
+    cli_rows = list(csv.DictReader((tmp_path / "cli.csv").open()))
+    assert app_rows[0].keys() == cli_rows[0].keys() and len(app_rows) == 5
+    assert app_rows == cli_rows  # same files, grades, probabilities, gate columns and errors
