@@ -75,7 +75,7 @@ def test_batch_grades_a_folder_into_the_case_log_with_progress_and_a_summary(qtb
 def test_progress_counts_and_eta_are_said(qtbot):
     p = BatchProgress(done=10, total=40, failed=1, elapsed_s=5.0)
     assert p.eta_s == pytest.approx(15.0)
-    assert progress_text(p) == "10 of 40 graded \u00b7 1 failed \u00b7 about 15 s left"
+    assert progress_text(p) == "10 of 40 files \u00b7 1 failed \u00b7 about 15 s left"
     assert "starting" in progress_text(BatchProgress(0, 40, 0, 0.0))
     assert "stopped after 1 min 05 s" in progress_text(BatchProgress(3, 40, 0, 65.0, cancelled=True, finished=True))
 

@@ -25,8 +25,8 @@ def duration(seconds: float) -> str:
 
 
 def progress_text(p: BatchProgress) -> str:
-    """'12 of 40 graded · 1 failed · about 30 s left'."""
-    parts = [f"{p.done} of {p.total} graded"]
+    """'12 of 40 files · 1 failed · about 30 s left' (a failed file counts as done)."""
+    parts = [f"{p.done} of {p.total} files"]
     if p.failed:
         parts.append(f"{p.failed} failed")
     if p.finished:

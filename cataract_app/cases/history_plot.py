@@ -46,15 +46,19 @@ def series(history: PatientHistory | None) -> dict[str | None, list[Point]]:
     return out
 
 
-def model_changes(history: PatientHistory | None) -> list[tuple[date, str]]:
-    """(day, model id) of each visit answered by another model than the visit before."""
-    changes, last = [], None
+def model_starts(history: PatientHistory | None) -> list[tuple[date, str]]:
+    """(day, model id) of the first visit and of each visit answered by another model than the visit before."""
+    starts, last = [], None
     for v in history.visits if history else ():
         if v.model_id and v.model_id != last:
-            if last is not None:
-                changes.append((date.fromisoformat(v.date), v.model_id))
+            starts.append((date.fromisoformat(v.date), v.model_id))
             last = v.model_id
-    return changes
+    return starts
+
+
+def model_changes(history: PatientHistory | None) -> list[tuple[date, str]]:
+    """(day, model id) of each visit answered by another model than the visit before (a dashed line)."""
+    return model_starts(history)[1:]
 
 
 def _point(v: Visit) -> Point:
@@ -69,11 +73,11 @@ class HistoryPlot(QWidget):
         self.history: PatientHistory | None = None
         self.current: int | None = None
         self.hint = "No patient ID: no history to plot."
-        self.setMinimumHeight(170)
+        self.setMinimumHeight(190)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
-        return QSize(320, 190)
+        return QSize(320, 210)
 
     def set_history(self, history: PatientHistory | None, current: int | None = None, hint: str | None = None) -> None:
         self.history, self.current = history, current
@@ -105,7 +109,7 @@ class HistoryPlot(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
             p.end()
             return
-        box = QRectF(self.rect()).adjusted(26, 30, -10, -30)
+        box = QRectF(self.rect()).adjusted(26, 40, -10, -24)
         days = [pt.day.toordinal() for pts in data.values() for pt in pts]
         lo, hi = min(days), max(days)
 
@@ -133,7 +137,8 @@ class HistoryPlot(QWidget):
                        str(g))
         shown: list[tuple[float, float]] = []
         metrics = p.fontMetrics()
-        for pt in sorted((pt for pts in data.values() for pt in pts), key=lambda q: q.day):
+        points = sorted((pt for pts in data.values() for pt in pts), key=lambda q: q.day)
+        for pt in [points[0], points[-1], *points[1:-1]]:  # the ends first: the span is always readable
             label = pt.day.isoformat() + ("*" if pt.date_is_recorded else "")
             half = metrics.horizontalAdvance(label) / 2
             centre = min(max(px(pt.day), box.left() + half), box.right() - half)
@@ -143,13 +148,19 @@ class HistoryPlot(QWidget):
                 shown.append((centre - half, centre + half))
 
     def _changes(self, p: QPainter, box: QRectF, px) -> None:
+        """The model id over the first visit it answered; a dashed line where it changed."""
         pen = QPen(QColor(MUTED), 1, Qt.PenStyle.DashLine)
-        for day, model_id in model_changes(self.history):
-            x = px(day)
-            p.setPen(pen)
-            p.drawLine(QPointF(x, box.top() - 4), QPointF(x, box.bottom()))
-            p.setPen(QColor(MUTED))
-            p.drawText(QPointF(min(x + 3, box.right() - 70), box.top() - 6), f"model {model_id[:8]}")
+        label_end = -1e9
+        for i, (day, model_id) in enumerate(model_starts(self.history)):
+            x, label = px(day), f"model {model_id[:8]}"
+            if i:
+                p.setPen(pen)
+                p.drawLine(QPointF(x, box.top() - 4), QPointF(x, box.bottom()))
+            start = min(x + 3, box.right() - p.fontMetrics().horizontalAdvance(label))
+            if start > label_end:
+                p.setPen(QColor(MUTED))
+                p.drawText(QPointF(start, box.top() - 5), label)
+                label_end = start + p.fontMetrics().horizontalAdvance(label) + 6
 
     def _series(self, p: QPainter, points: list[Point], colour: QColor, px, py) -> None:
         graded = [pt for pt in points if pt.model_grade is not None]
@@ -186,6 +197,13 @@ class HistoryPlot(QWidget):
         _diamond(p, QPointF(x + 4, y), 4)
         p.setPen(QColor(INK))
         p.drawText(QPointF(x + 12, y + 4), "final grade")
+        if self.current is not None:
+            x += 12 + metrics.horizontalAdvance("final grade") + 12
+            p.setPen(QPen(QColor(MUTED), 1.2))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawEllipse(QPointF(x + 5, y), 5, 5)
+            p.setPen(QColor(INK))
+            p.drawText(QPointF(x + 14, y + 4), "this case")
 
     def _tooltip(self) -> str:
         if self.history is None or len(self.history) == 0:
@@ -194,7 +212,8 @@ class HistoryPlot(QWidget):
         for v in self.history.visits:
             final = f", final {v.final_grade}" if v.final_grade is not None else ""
             lines.append(f"{v.date}{'*' if v.date_is_recorded else ''} {v.eye or 'no eye'}: "
-                         f"grade {v.model_grade if v.model_grade is not None else '-'}{final} (case {v.case_id})")
+                         f"grade {v.model_grade if v.model_grade is not None else '-'}{final} (case {v.case_id}, "
+                         f"{v.model_name or 'no answer'} {(v.model_id or '')[:8]})")
         if any(v.date_is_recorded for v in self.history.visits):
             lines.append("* no visit date entered: the day the case was recorded")
         return "\n".join(lines)
