@@ -54,9 +54,11 @@ def test_batch_grades_a_folder_into_the_case_log_with_progress_and_a_summary(qtb
     folder = folder_of(tmp_path, 7, broken=1)
     seen = []
     window.batch.bar.show_progress = lambda p, show=window.batch.bar.show_progress: (seen.append(p), show(p))
-    window.batch.job = None
+    window.cases.panel.show_patient("SOMEONE-ELSE")
     summary = run_batch(qtbot, window, [folder])
     assert window.tabs.currentIndex() == 1  # the Cases tab fills as the results arrive
+    assert window.cases.panel.current_filter().patient_id is None  # a filter that hid them is cleared
+    assert [p.done for p in seen] == [*range(9), 8] and seen[-1].finished and seen[-1].failed == 1
     assert summary.total == 8 and len(summary.recorded) == 7 and not summary.cancelled
     assert [i.path for i in summary.failed] == [str(folder / "broken0.png")]
     assert "cannot read" in summary.failed[0].error or "damaged" in summary.failed[0].error

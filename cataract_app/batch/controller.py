@@ -79,6 +79,10 @@ class BatchController(QObject):
         self.job.item_done.connect(self._item_done)
         self.job.finished.connect(self._finished)
         self.bar.start(len(inputs.files), len(inputs.problems))
+        panel = self.cases.panel
+        if panel.current_filter().patient_id or panel.current_filter().search:  # the new cases must show
+            panel.patient.setText("")
+            panel.set_search("")
         self.tabs.setCurrentIndex(CASES_TAB)  # the table fills as results arrive
         self._timer.start()
         self.job.start()
