@@ -3,6 +3,8 @@
 import csv
 import threading
 
+import cv2
+import numpy as np
 import pytest
 from clinic_app_helpers import WAIT_MS, open_window, run_batch
 from helpers import write_disc
@@ -51,7 +53,8 @@ def test_expand_inputs_matches_predict_dir_and_names_what_it_leaves_out(tmp_path
 
 
 def test_batch_grades_a_folder_into_the_case_log_with_progress_and_a_summary(qtbot, window, tmp_path, db):
-    folder = folder_of(tmp_path, 7, broken=1)
+    folder = folder_of(tmp_path, 6, broken=1)
+    cv2.imwrite(str(folder / "dark.png"), np.zeros((64, 64, 3), np.uint8))  # graded, with the gate's problems
     seen = []
     window.batch.bar.show_progress = lambda p, show=window.batch.bar.show_progress: (seen.append(p), show(p))
     window.cases.panel.show_patient("SOMEONE-ELSE")
@@ -70,6 +73,9 @@ def test_batch_grades_a_folder_into_the_case_log_with_progress_and_a_summary(qtb
     headline = bar.title.text()
     assert "7 of 8 photographs graded into the case log" in headline and "1 failed" in headline
     assert "broken0.png" in bar.details.text() and bar.close_button.isVisible() and not bar.cancel_button.isVisible()
+    flagged = {i.path: i.result.input_problems for i in summary.input_problems}
+    assert any("under-exposed" in p for p in flagged[str(folder / "dark.png")])  # graded and recorded all the same
+    assert f"{len(flagged)} with input problems" in headline and "under-exposed" in bar.details.text()
     qtbot.waitUntil(lambda: window.cases.panel.model.total == 7, timeout=WAIT_MS)
     assert "7 cases" in window.cases.panel.count.text()
 
@@ -165,3 +171,39 @@ def test_the_batch_csv_is_the_one_predict_dir_writes(qtbot, window, tiny_bundles
     cli_rows = list(csv.DictReader((tmp_path / "cli.csv").open()))
     assert app_rows[0].keys() == cli_rows[0].keys() and len(app_rows) == 5
     assert app_rows == cli_rows  # same files, grades, probabilities, gate columns and errors
+
+
+class CountingLock:
+    """A lock that counts how often it was taken (run_batch takes it once per chunk)."""
+
+    def __init__(self):
+        self.lock, self.taken = threading.Lock(), 0
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+def test_the_grader_is_taken_one_chunk_at_a_time(tiny_bundles, tmp_path, db):
+    """Between two chunks the lock is free, so an image opened during a batch is graded before its end."""
+    from engine.infer import Grader
+
+    files = folder_images(folder_of(tmp_path, 10))
+    grader, lock = Grader(tiny_bundles[0], device="cpu"), CountingLock()
+    free_between = []
+    summary = run_job(files, lambda: grader, lock, lambda: CaseLog.open(db), CancelToken(),
+                      lambda item: item.index % 4 == 0 and free_between.append(lock.lock.locked()), lambda _p: None,
+                      chunk=4, batch_size=2)
+    assert len(summary.recorded) == 10 and lock.taken == 3 and not lock.lock.locked()
+    assert free_between == [True, True, True]  # held while each chunk grades
+    assert [i.index for i in summary.items] == list(range(10))  # indices across chunks, in input order
+
+
+def test_no_model_is_said_and_nothing_recorded(tmp_path, db):
+    summary = run_job(["a.png"], lambda: None, threading.Lock(), lambda: CaseLog.open(db), CancelToken(),
+                      lambda _i: None, lambda _p: None)
+    assert summary.error == "No model is loaded, so nothing can be graded" and summary.items == []
+    assert summary_headline(summary).startswith("The batch could not run: No model is loaded")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, Signal
 
-from cataract_app.errors import user_message
+from cataract_app.errors import AppError, user_message
 from engine.batch import BatchItem, BatchProgress, grade_batch
 from engine.progress import CancelToken
 
@@ -81,7 +81,7 @@ def run_batch(files: Sequence[str], grader_of: Callable[[], object], lock: threa
             with lock:  # an image opened meanwhile is graded between two chunks
                 grader = grader_of()
                 if grader is None:
-                    raise RuntimeError("no model is loaded, so nothing can be graded")
+                    raise AppError("no model is loaded, so nothing can be graded")
                 request = grader.request(cam=False)  # what predict --dir and cases add ask
                 for item in grade_batch(grader, files[offset:offset + chunk], request, log=log, cancel=cancel,
                                         batch_size=batch_size):

@@ -109,7 +109,10 @@ class ReportController(QObject):
                 outcome = work()
             except Exception as e:  # noqa: BLE001  (every failure reaches the user as a sentence)
                 outcome = ("failed", user_message(e), None)
-            self._done_signal.done.emit(outcome)
+            try:
+                self._done_signal.done.emit(outcome)
+            except RuntimeError:  # the window closed meanwhile; the file was written or not, whole
+                pass
 
         threading.Thread(target=run, name="report", daemon=True).start()
 
