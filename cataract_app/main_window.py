@@ -204,6 +204,7 @@ class MainWindow(QMainWindow):
                                         self.settings, self.overlay_bar.current_colormap)
         for name in ("grade_folder", "report"):
             self.cases.panel.add_action(self.actions_by_name[name])
+        self.cases.review_box.add_action(self.actions_by_name["report"])  # the case on screen
 
     # ---- opening images ----------------------------------------------------------------------------
     def open_dialog(self) -> None:

@@ -10,6 +10,7 @@ from dicom_helpers import jpeg_baseline, save, synth_photo, uncompressed
 from helpers import write_disc
 from pypdf import PdfReader
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QPushButton
 
 from cataract_app.cases.history_plot import HistoryPlot, model_changes, model_starts, series
 from cataract_app.cases.report import default_name, report_targets
@@ -30,10 +31,10 @@ def pages(path):
     return [" ".join(p.extract_text().split()) for p in PdfReader(str(path)).pages]
 
 
-def report(qtbot, w, out):
+def report(qtbot, w, out, click=None):
     w.reports.ask_path = lambda _name: str(out)
     with qtbot.waitSignal(w.reports.saved, timeout=WAIT_MS) as blocker:
-        w.actions_by_name["report"].trigger()
+        (click or w.actions_by_name["report"].trigger)()
     return blocker.args
 
 
@@ -52,7 +53,8 @@ def test_report_of_the_case_on_screen_uses_its_heat_map(qtbot, window, tmp_path)
     grader, calls = window.service.grader, []
     real = grader.grade
     grader.grade = lambda *a, **k: (calls.append(a), real(*a, **k))[1]
-    path, n = report(qtbot, window, tmp_path / "case.pdf")
+    button = next(b for b in window.cases.review_box.findChildren(QPushButton) if b.text() == "Report (PDF)\u2026")
+    path, n = report(qtbot, window, tmp_path / "case.pdf", click=button.click)  # the button beside Reopen
     del grader.grade
     assert calls == []  # the page's heat map is the one on screen: nothing was graded again
     assert n == 1 and path == str(tmp_path / "case.pdf")

@@ -109,14 +109,14 @@ class HistoryPlot(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
             p.end()
             return
-        box = QRectF(self.rect()).adjusted(26, 40, -10, -24)
+        box = QRectF(self.rect()).adjusted(26, 40, -12, -24)
         days = [pt.day.toordinal() for pts in data.values() for pt in pts]
         lo, hi = min(days), max(days)
 
         def px(day: date) -> float:
             if hi == lo:
                 return box.center().x()
-            return box.left() + 6 + (box.width() - 12) * (day.toordinal() - lo) / (hi - lo)
+            return box.left() + 9 + (box.width() - 18) * (day.toordinal() - lo) / (hi - lo)
 
         def py(grade: float) -> float:
             return box.bottom() - box.height() * grade / GRADES[-1]
