@@ -114,7 +114,6 @@ def test_cancel_stops_after_the_current_file_and_keeps_what_was_graded(tiny_bund
 def test_cancel_in_the_window_keeps_the_graded_cases(qtbot, window, tmp_path, db):
     folder = folder_of(tmp_path, 60)
     with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS) as blocker:
-        window.batch.job = None
         assert window.batch.grade([folder])
         window.batch.job.item_done.connect(lambda _item: window.batch.bar.cancel_button.click())
     summary = blocker.args[0]

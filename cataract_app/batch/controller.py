@@ -74,6 +74,8 @@ class BatchController(QObject):
         self._names = tuple(self.service.grader.schema.names)
         service = self.cases.service
         opener = reader_opener(service.path, service.writer)  # a connection of the batch's own thread
+        if self.job is not None:
+            self.job.deleteLater()  # the last batch's job: its thread has ended
         self.job = BatchJob(inputs.files, lambda: self.service.grader, self.service.lock, opener, inputs.problems, self)
         self.job.progressed.connect(self.bar.show_progress)
         self.job.item_done.connect(self._item_done)
