@@ -206,3 +206,43 @@ def test_no_model_is_said_and_nothing_recorded(tmp_path, db):
                       lambda _i: None, lambda _p: None)
     assert summary.error == "No model is loaded, so nothing can be graded" and summary.items == []
     assert summary_headline(summary).startswith("The batch could not run: No model is loaded")
+
+
+def test_the_folder_dialog_checks_the_details_with_the_logs_rules(qtbot, tmp_path):
+    from cataract_app.batch.dialog import GradeFolderDialog
+
+    dialog = GradeFolderDialog(tmp_path)
+    qtbot.addWidget(dialog)
+    dialog.patient.setText(" P17 ")
+    dialog.eye.setCurrentIndex(1)
+    dialog.visit.setText("2026-13-45")
+    dialog._accept()
+    assert dialog.result() != GradeFolderDialog.DialogCode.Accepted
+    assert "is not a date in the form YYYY-MM-DD" in dialog.error.text() and not dialog.error.isHidden()
+    dialog.visit.setText("2026-03-01")
+    dialog._accept()
+    assert dialog.result() == GradeFolderDialog.DialogCode.Accepted
+    assert dialog.details == {"patient_id": "P17", "eye": "OD", "visit_date": "2026-03-01"}
+    dialog.folder.setText(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="is not a folder"):
+        dialog.values()
+
+
+def test_grade_a_folder_gives_every_case_the_details_and_they_win_over_a_dicoms(qtbot, window, tmp_path, db):
+    from dicom_helpers import save, synth_photo, uncompressed
+
+    folder = folder_of(tmp_path, 2)
+    save(uncompressed(synth_photo(2, 64), PatientID="OTHER", ImageLaterality="L", StudyDate="20250101"),
+         folder / "scan.dcm")
+    given = {"patient_id": "P17", "eye": "OD", "visit_date": "2026-03-01"}
+    window.batch.ask_folder = lambda: (str(folder), given)
+    with qtbot.waitSignal(window.batch.finished, timeout=WAIT_MS) as blocker:
+        window.actions_by_name["grade_folder"].trigger()
+    summary = blocker.args[0]
+    assert len(summary.recorded) == 3
+    with CaseLog.open(db) as log:
+        cases = [log.get(i.case.id) for i in summary.recorded]
+    assert {(c.patient_id, c.eye, c.visit_date) for c in cases} == {("P17", "OD", "2026-03-01")}
+    notes = [n for i in summary.items for n in i.notes]
+    assert any("the file gives patient ID 'OTHER'; the given 'P17' is used" in n for n in notes)
+    assert "OTHER" in window.batch.bar.details.text()  # the notes are in the summary

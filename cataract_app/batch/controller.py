@@ -2,13 +2,14 @@
 
 The controller owns the bar above the case table and at most one BatchJob. It asks the
 engine for everything (engine.batch through cataract_app.batch.job); the Cases table is read
-again while results arrive, at most every REFRESH_MS. The dialogs are attributes
+again while results arrive, at most every REFRESH_MS. The dialogs (cataract_app.batch.dialog for
+the folder and its details) are attributes
 (`ask_folder`, `ask_csv_path`) so tests and unattended runs can answer them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -22,6 +23,7 @@ from cataract_app.errors import user_message
 from engine.batch import csv_text
 
 REFRESH_MS = 400
+FOLDER_KEY = "batch_folder"
 CASES_TAB = 1
 
 
@@ -54,13 +56,17 @@ class BatchController(QObject):
 
     # ---- what the user asks ---------------------------------------------------------------------
     def choose_folder(self) -> None:
-        """The Grade folder action: every image below the chosen folder (as `predict --dir`)."""
-        folder = self.ask_folder()
-        if folder:
-            self.grade([folder])
+        """The Grade folder action: every image below the chosen folder (as `cases add --dir`), with its details."""
+        chosen = self.ask_folder()
+        if chosen:
+            folder, details = chosen
+            self.grade([folder], details)
 
-    def grade(self, paths: Iterable[str | Path]) -> bool:
-        """Grade these files and folders into the case log; False (with a sentence) when it cannot start."""
+    def grade(self, paths: Iterable[str | Path], details: Mapping[str, str | None] | None = None) -> bool:
+        """Grade these files and folders into the case log; False (with a sentence) when it cannot start.
+
+        `details` (patient_id, eye, visit_date, checked) go with every case; blank ones are a DICOM's own.
+        """
         if self.running:
             self.status.message("A batch is being graded; cancel it or wait for it to finish.", 6000)
             return False
@@ -76,7 +82,8 @@ class BatchController(QObject):
         opener = reader_opener(service.path, service.writer)  # a connection of the batch's own thread
         if self.job is not None:
             self.job.deleteLater()  # the last batch's job: its thread has ended
-        self.job = BatchJob(inputs.files, lambda: self.service.grader, self.service.lock, opener, inputs.problems, self)
+        self.job = BatchJob(inputs.files, lambda: self.service.grader, self.service.lock, opener, inputs.problems, self,
+                            details)
         self.job.progressed.connect(self.bar.show_progress)
         self.job.item_done.connect(self._item_done)
         self.job.finished.connect(self._finished)
@@ -148,8 +155,16 @@ class BatchController(QObject):
         self.finished.emit(summary)
 
     # ---- dialogs --------------------------------------------------------------------------------
-    def _ask_folder(self) -> str:
-        return QFileDialog.getExistingDirectory(self.window, "Grade every image in a folder", str(Path.home()))
+    def _ask_folder(self) -> tuple[str, dict] | None:
+        from cataract_app.batch.dialog import GradeFolderDialog
+
+        start = self.window.settings.value(FOLDER_KEY, str(Path.home()))
+        dialog = GradeFolderDialog(str(start), self.window)
+        if dialog.exec() != GradeFolderDialog.DialogCode.Accepted:
+            return None
+        folder = dialog.folder.text().strip()
+        self.window.settings.setValue(FOLDER_KEY, folder)
+        return folder, dialog.details
 
     def _ask_csv_path(self) -> str:
         path, _ = QFileDialog.getSaveFileName(self.window, "Save the batch's grades", str(Path.home() / "grades.csv"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, Signal
@@ -67,8 +67,12 @@ class BatchSummary:
 
 def run_batch(files: Sequence[str], grader_of: Callable[[], object], lock: threading.Lock, open_log: Callable,
               cancel: CancelToken, on_item: Callable[[BatchItem], None], on_progress: Callable[[BatchProgress], None],
-              chunk: int = CHUNK, batch_size: int = BATCH_SIZE) -> BatchSummary:
-    """Grade `files` into the case log `open_log()` returns (a connection of this thread); never raises."""
+              chunk: int = CHUNK, batch_size: int = BATCH_SIZE,
+              details: Mapping[str, str | None] | None = None) -> BatchSummary:
+    """Grade `files` into the case log `open_log()` returns (a connection of this thread); never raises.
+
+    `details` (patient_id, eye, visit_date) go with every case; blank ones are a DICOM's own.
+    """
     summary, start = BatchSummary(len(files)), time.perf_counter()
     failed = 0
     on_progress(BatchProgress(0, len(files), 0, 0.0))
@@ -83,8 +87,8 @@ def run_batch(files: Sequence[str], grader_of: Callable[[], object], lock: threa
                 if grader is None:
                     raise AppError("no model is loaded, so nothing can be graded")
                 request = grader.request(cam=False)  # what predict --dir and cases add ask
-                for item in grade_batch(grader, files[offset:offset + chunk], request, log=log, cancel=cancel,
-                                        batch_size=batch_size):
+                for item in grade_batch(grader, files[offset:offset + chunk], request, log=log, details=details,
+                                        cancel=cancel, batch_size=batch_size):
                     item = replace(item, index=item.index + offset)
                     summary.items.append(item)
                     failed += not item.ok
@@ -110,9 +114,10 @@ class BatchJob(QObject):
     finished = Signal(object)  # BatchSummary
 
     def __init__(self, files: Sequence[str], grader_of: Callable[[], object], lock: threading.Lock,
-                 open_log: Callable, skipped: tuple[str, ...] = (), parent: QObject | None = None) -> None:
+                 open_log: Callable, skipped: tuple[str, ...] = (), parent: QObject | None = None,
+                 details: Mapping[str, str | None] | None = None) -> None:
         super().__init__(parent)
-        self.files, self.skipped = tuple(files), skipped
+        self.files, self.skipped, self.details = tuple(files), skipped, dict(details or {})
         self.cancel_token = CancelToken()
         self._args = (grader_of, lock, open_log)
         self._thread: threading.Thread | None = None
@@ -139,7 +144,7 @@ class BatchJob(QObject):
     def _run(self) -> None:
         grader_of, lock, open_log = self._args
         summary = run_batch(self.files, grader_of, lock, open_log, self.cancel_token, self.item_done.emit,
-                            self.progressed.emit)
+                            self.progressed.emit, details=self.details)
         summary.skipped = self.skipped
         self.summary = summary
         self.finished.emit(summary)
