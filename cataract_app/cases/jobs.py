@@ -3,7 +3,9 @@
 Recording skips an answer the case already holds (the same model, the same bytes, the same
 sub-labels): a new heat-map target or opening the image again grades it again, but adds
 nothing the log does not know; only a changed input-gate dict (the clinician moved the lens
-circle, or chose to grade anyway) is stored then.
+circle, or chose to grade anyway) is stored then. A DICOM's new case takes the patient ID, eye
+and visit date from the file (the clinician edits them in the review box); details the log
+refuses are left blank.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.cases import Case, CaseLog, FileCheck
+from engine.cases import Case, CaseLog, CaseLogError, FileCheck
 from engine.cases.log import hash_image
 from engine.results import GradeResult
 
@@ -44,7 +46,21 @@ def record_answer(log: CaseLog, path: str, result: GradeResult, sha: str | None,
         if gate is not None and case.gate != dict(gate):
             case = log.set_gate(case.id, dict(gate))
         return case
-    return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=None if gate is None else dict(gate))
+    details = _file_details(path) if case is None else {}
+    given = None if gate is None else dict(gate)
+    try:
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=given, **details)
+    except CaseLogError:
+        if not any(details.values()):
+            raise
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=given)  # details refused: none
+
+
+def _file_details(path: str) -> dict[str, str | None]:
+    """A DICOM's patient ID, eye and visit date for its new case (engine.dicom.case_details); none for other files."""
+    from engine.dicom import case_details
+
+    return case_details(path, {})[0]
 
 
 def review(log: CaseLog, case_id: int, grade: int | None, note: str | None) -> Case:
