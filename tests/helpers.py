@@ -5,7 +5,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
 IRIS_BGR = (35, 45, 60)  # a dim, lit iris around the reflex: what the input gate expects of a retro-illumination photo
 
 

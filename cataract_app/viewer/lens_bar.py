@@ -10,8 +10,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSpinBox
 
-from cataract_app.viewer.lens_circle import LensCircleItem, attach
 from cataract_app.session_gate import NOT_FOUND
+from cataract_app.viewer.lens_circle import LensCircleItem, attach
 from engine.inputs import FOUND, GIVEN
 from engine.roi import Circle
 
