@@ -226,7 +226,7 @@ def test_predict_cli_writes_csv_rows_and_cams(tiny_bundles, tmp_path, capsys):
     good = [r for r in rows if r is not bad]
     assert all(r["input_ok"] in ("true", "false") for r in good)
     assert all((r["input_ok"] == "false") == bool(r["input_problems"]) for r in good)
-    assert sorted(p.name for p in cams.iterdir()) == ["e0_cam.png", "e2_cam.png"]
+    assert sorted(p.name for p in cams.iterdir()) == ["e0.png_cam.png", "e2.png_cam.png"]
 
 
 def test_predict_cli_refuses_bad_sublabels(tiny_bundles, tmp_path, capsys):
@@ -245,7 +245,7 @@ def test_predict_cli_cam_target_and_method(tiny_bundles, tmp_path, capsys):
     for name, extra in {"predicted": [], "severity": ["--cam-target", "severity"],
                         "eigencam": ["--cam-method", "eigencam"]}.items():
         assert main([*base, "--cam-dir", str(tmp_path / name), *extra]) == 0
-        maps[name] = cv2.imread(str(tmp_path / name / "a_cam.png"))
+        maps[name] = cv2.imread(str(tmp_path / name / "a.png_cam.png"))
     assert not np.array_equal(maps["predicted"], maps["eigencam"])  # the method is honoured
     assert not np.array_equal(maps["predicted"], maps["severity"])
     capsys.readouterr()
