@@ -54,9 +54,9 @@ class CsvStream:
     def write(self, row: Mapping[str, object]) -> None:
         """Append one row and flush it to the OS, so it survives a crash of this process."""
         try:
+            write_step("csv.row")
             self._writer.writerow(row)
             self._fh.flush()
-            write_step("csv.row-written")
         except OSError as e:
             self._fail(e)
         self.rows += 1
