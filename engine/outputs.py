@@ -48,6 +48,7 @@ class CsvStream:
             self._writer = csv.DictWriter(self._fh, fieldnames=list(header), restval="", extrasaction="ignore")
             self._writer.writeheader()
             self._fh.flush()
+            self._good = self._fh.tell()  # where the last complete row ends
         except OSError as e:
             raise OutputError(f"{self.path} could not be written ({_reason(e)})") from None
 
@@ -57,6 +58,7 @@ class CsvStream:
             write_step("csv.row")
             self._writer.writerow(row)
             self._fh.flush()
+            self._good = self._fh.tell()
         except OSError as e:
             self._fail(e)
         self.rows += 1
@@ -82,6 +84,10 @@ class CsvStream:
 
     def _fail(self, e: OSError) -> None:
         self.abort()
+        try:  # a row cut off by the failed write is not kept
+            os.truncate(self.partial, self._good)
+        except OSError:
+            pass
         raise OutputError(f"{self.path} could not be written ({_reason(e)}); the {self.rows} row(s) written before "
                           f"are kept in {self.partial}") from None
 

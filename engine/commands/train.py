@@ -35,9 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class _TextProgress:
     """Text mode for people: a tqdm bar per epoch (and for the image check) with an ETA, a line per epoch, a summary."""
 
-    def __init__(self, dataset: str = "") -> None:
+    def __init__(self, dataset: str = "", mininterval: float = 0.5) -> None:
         self.bar = None
         self.dataset = dataset
+        self.mininterval = mininterval  # seconds between redraws of the bar
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
@@ -74,10 +75,10 @@ class _TextProgress:
         if self.bar is None or self.bar.desc != desc or self.bar.total != total:
             self._close()
             self.bar = tqdm(total=total, desc=desc, unit="batch" if desc.startswith("epoch") else "img",
-                            leave=False, dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(max(n - self.bar.n, 0))
+                            leave=False, dynamic_ncols=True, file=sys.stderr, mininterval=self.mininterval)
         if loss is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        self.bar.update(max(n - self.bar.n, 0))
 
     def _close(self) -> None:
         if self.bar is not None:
