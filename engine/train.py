@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,19 +123,10 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         return _run_job(cfg, progress, cancel)
     except Exception:
         if fresh:
-            _remove_if_nothing_to_keep(out)
+            from engine.runfolder import remove_if_nothing_to_keep
+
+            remove_if_nothing_to_keep(out)
         raise
-
-
-def _remove_if_nothing_to_keep(out: Path) -> None:
-    """A job that failed in a folder it made, with no checkpoint to resume and no bundle, leaves no folder."""
-    from engine.fsutil import release_folder_lock
-    from engine.runfolder import BUNDLE_DIR, CHECKPOINT_DIR
-
-    if not out.is_dir() or any((out / n).exists() for n in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old", BUNDLE_DIR)):
-        return
-    release_folder_lock(out)
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def _run_job(cfg: TrainConfig, progress: ProgressCallback, cancel: CancelToken) -> TrainResult:

@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
             _show(item, args, written)
         if sink:
             sink.close()
-    except OutputError as e:
+    except (ValueError, OSError) as e:  # a write that failed (OutputError), or a request the models refuse
+        if sink:
+            sink.abort()  # the rows so far stay in the .partial file
         graded.close()
         raise CommandError(str(e)) from None
     except BaseException:
