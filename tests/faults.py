@@ -1,7 +1,8 @@
 """The fault-injection cases of issue #17, shared by tests/test_faults.py and benchmarks/fault_injection.py
 (which also runs them against another checkout, for a before/after table). One function per case, in
-fault_files.py (bombs, labels.csv, card sizes), fault_jobs.py (killed jobs, undecoded images) and
-fault_store.py (the model store); the table of cases is here.
+fault_files.py (bombs, labels.csv, card sizes), fault_jobs.py (killed jobs, undecoded images),
+fault_store.py (the model store) and fault_outputs.py (non-finite outputs, failing writes, batch output);
+the table of cases is here.
 
 A case does one hostile or unlucky thing and returns what happened in one line. `outcome()`
 turns a refusal into "refused: <sentence>", a crash into "CRASH <type>: ...", and a missing
