@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="grade on N processes through torchrun (one per GPU, or CPU processes): the files are "
+                        "split across them and the CSV and output stay in input order (docs/scaling.md)")
 
 
 def _target(args: argparse.Namespace):
@@ -86,45 +89,91 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.batch import csv_text, grade_batch
+    from engine import distributed
+    from engine.batch import csv_text
     from engine.commands import CommandError
     from engine.fsutil import atomic_write_text
-    from engine.infer import Grader
 
     paths, target, lens = _inputs(args), _target(args), parse_lens(args.lens)
     if lens is not None and len(paths) != 1:
         raise CommandError(f"--lens is the circle of one photograph, but {len(paths)} images were given")
+    if args.nproc < 1:
+        raise CommandError(f"--nproc must be at least 1, not {args.nproc}")
+    if args.nproc > 1 and not distributed.launched():
+        from engine.dist_launch import launch_command
+
+        return launch_command(args.nproc, ["predict", *_arguments(args)])
+    import torch
+
     try:
-        sublabels = None if args.sublabels is None else parse_sublabels(args.sublabels)
-        grader = Grader(args.model, args.teacher, device=args.device)
-        request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method,
-                                 lens=lens, check_input=not args.no_input_check)
-        graded = grade_batch(grader, paths, request, batch_size=args.batch_size, workers=args.workers)
-    except (ValueError, OSError) as e:
-        raise CommandError(str(e)) from None
-    cam_dir = Path(args.cam_dir) if request.cam else None
-    if cam_dir:
-        cam_dir.mkdir(parents=True, exist_ok=True)
-    rows, failures = [], 0
-    for item in graded:
-        rows.append(item.row)
-        for note in item.notes:
-            print(f"note: {item.path}: {note}", file=sys.stderr)
-        if item.result is None:
-            failures += 1
-            print(f"{item.path}: error: {item.error}", file=sys.stderr)
-            continue
-        _show(item.path, item.result, item.row, args, cam_dir)
+        world = distributed.join(torch.device("cpu"), backend="gloo")  # rows only: gloo carries them for CPU and GPU
+        device = args.device if not world.enabled or "cuda" not in args.device else f"cuda:{world.local_rank}"
+        mine = list(range(world.rank, len(paths), world.size))
+        rows, names = _grade_share(args, [paths[i] for i in mine], target, lens, device)
+        shares = distributed.gather_json(world, [mine, rows])
+    finally:
+        distributed.leave()
+    if not world.main:
+        return 0
+    merged: list = [None] * len(paths)
+    for idx, share in shares:
+        for i, graded in zip(idx, share):
+            merged[i] = graded
+    failures = 0
+    for _row, line, failed in merged:
+        failures += failed
+        if line is not None:
+            print(line)
+    rows = [row for row, _, _ in merged]
     if args.csv:
-        atomic_write_text(args.csv, csv_text(rows, grader.schema.names))
+        atomic_write_text(args.csv, csv_text(rows, names))
         print(f"{len(rows)} rows written to {args.csv} ({failures} unreadable)", file=sys.stderr)
     if failures == len(rows):
         raise CommandError("no image could be read")
     return 0
 
 
-def _show(path: str, result, row: dict, args: argparse.Namespace, cam_dir: Path | None) -> None:
-    """One graded image: its overlay PNG, its JSON line or its line of text."""
+def _grade_share(args: argparse.Namespace, paths: list[str], target, lens, device: str) -> tuple[list, list[str]]:
+    """Grade these files: ([row, output line or None, 1 if unreadable] per file, sub-label names); notes to stderr."""
+    from engine.batch import grade_batch
+    from engine.commands import CommandError
+    from engine.infer import Grader
+
+    try:
+        sublabels = None if args.sublabels is None else parse_sublabels(args.sublabels)
+        grader = Grader(args.model, args.teacher, device=device)
+        request = grader.request(sublabels=sublabels, cam=bool(args.cam_dir), target=target, cam_method=args.cam_method,
+                                 lens=lens, check_input=not args.no_input_check)
+        graded = grade_batch(grader, paths, request, batch_size=args.batch_size, workers=args.workers) if paths else []
+    except (ValueError, OSError) as e:
+        raise CommandError(str(e)) from None
+    cam_dir = Path(args.cam_dir) if request.cam else None
+    if cam_dir:
+        cam_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for item in graded:
+        for note in item.notes:
+            print(f"note: {item.path}: {note}", file=sys.stderr)
+        if item.result is None:
+            print(f"{item.path}: error: {item.error}", file=sys.stderr)
+            out.append([item.row, None, 1])
+            continue
+        out.append([item.row, _show(item.path, item.result, item.row, args, cam_dir), 0])
+    return out, list(grader.schema.names)
+
+
+def _arguments(args: argparse.Namespace) -> list[str]:
+    """The predict command line of `args`, without --nproc (what each torchrun worker runs)."""
+    out = list(args.images) + (["--dir", args.dir] if args.dir else [])
+    for name, value in vars(args).items():
+        if name in ("images", "dir", "nproc", "command") or name.startswith("_") or value is None or value is False:
+            continue
+        out += ["--" + name.replace("_", "-")] + ([] if value is True else [str(value)])
+    return out
+
+
+def _show(path: str, result, row: dict, args: argparse.Namespace, cam_dir: Path | None) -> str | None:
+    """One graded image: its overlay PNG, and its JSON line or its line of text (None when only a CSV is asked)."""
     if cam_dir is not None and result.cam is not None:
         import cv2
 
@@ -134,10 +183,11 @@ def _show(path: str, result, row: dict, args: argparse.Namespace, cam_dir: Path 
         blended = overlay_cam(read_image(path), result.cam, args.colormap)
         cv2.imwrite(str(cam_dir / (Path(path).stem + "_cam.png")), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
     if args.json:
-        print(json.dumps({**row, "input_ok": result.input_ok, "input_problems": result.input_problems,
-                          "expected_grade": round(result.expected_grade, 3),
-                          "model": result.model.name if result.model else None, "device": result.device}))
-    elif not args.csv:
+        return json.dumps({**row, "input_ok": result.input_ok, "input_problems": result.input_problems,
+                           "expected_grade": round(result.expected_grade, 3),
+                           "model": result.model.name if result.model else None, "device": result.device})
+    if not args.csv:
         flagged = "" if result.input_ok is not False else " - input problems: " + " ".join(result.input_problems)
-        print(f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
-              f"{result.model.name}){flagged}")
+        return (f"{path}: grade {result.grade} (confidence {result.confidence:.2f}, {result.model.role} "
+                f"{result.model.name}){flagged}")
+    return None

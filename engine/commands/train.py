@@ -3,7 +3,8 @@
 Writes RUNDIR/bundle/ (model.safetensors + card.json) and RUNDIR/log.jsonl. With
 --progress json, stdout carries one JSON object per line: start, batch, epoch, done
 or error events (engine.progress), and with the lens crop, lenses events before the first epoch, for the GUI's retrain panel. Every option below is a
-field of engine.train_config.TrainConfig.
+field of engine.train_config.TrainConfig. --nproc N trains on N processes through torchrun
+(or run `torchrun --standalone --nproc-per-node N -m engine train ...` yourself; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -47,20 +48,23 @@ def _printer(mode: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.distributed import env_world
     from engine.train import run_training
 
-    emit = _printer(args.progress)
+    emit, world = _printer(args.progress), env_world()
+    json_errors = args.progress == "json" and world.main  # under torchrun, rank 0 alone speaks on stdout
     try:
         run_training(from_args(args), progress=emit)
     except KeyboardInterrupt:
-        emit(ErrorEvent(message="training was interrupted; resume with --resume"))
+        if world.main:
+            emit(ErrorEvent(message="training was interrupted; resume with --resume"))
         return 130
     except (ValueError, OSError, RuntimeError) as e:
         # Dataset, bundle, image and device errors are EngineErrors (ValueErrors) with a sentence.
         message = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-        if args.progress == "json":
+        if json_errors:
             emit(ErrorEvent(message=message))
         else:
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error{f' (rank {world.rank})' if world.enabled else ''}: {message}", file=sys.stderr)
         return 2
     return 0
