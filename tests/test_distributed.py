@@ -5,9 +5,12 @@ with --batch-size as the global batch the 2 processes take the very same steps. 
 a ViT (LayerNorm, no BatchNorm: each CPU rank would otherwise normalise its own half) with
 no augmentation, so no per-rank randomness enters. What remains is float32 rounding: the
 gradients are averaged over 2 ranks by an all-reduce instead of over one batch, so sums run
-in another order (about 1e-7 relative per value); Adam's first steps move each weight by
-about lr whatever the gradient's size, so such rounding moves weights by far less than
-1e-5 after 2 steps, while one step more or less, or another sample order, moves them by ~lr.
+in another order. Adam divides each gradient by its own running size, so where a gradient
+is nearly zero that rounding reaches the update: measured over 2 steps (5.5M weights), the
+mean difference was 4.5e-10, the largest 6.7e-6 (0.006 % of weights above 1e-6), while a
+different sample order (a plain run's own shuffling) moved weights by 7.3e-4 on average and
+up to 3.0e-3, and one Adam step moves a weight by about lr = 1e-3. Hence the tolerances:
+the largest difference under 1e-4, the mean under 1e-7.
 """
 
 import csv
@@ -20,11 +23,10 @@ import safetensors.numpy
 
 from engine.bundle import read_card
 from engine.cli import main
-from engine.dist_launch import launch_training
 from engine.progress import parse_line
 from engine.train import TrainConfig, TrainError, run_training
 
-WEIGHT_ATOL = 1e-5  # see the module docstring: rounding is ~1e-7, one Adam step is ~lr = 1e-3
+MAX_ATOL, MEAN_ATOL = 1e-4, 1e-7  # see the module docstring
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,10 @@ def runs(tiny_dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     cfg = TrainConfig(job="student", dataset=str(tiny_dataset), out=str(root / "one"), arch="vit_tiny_patch16_224",
                       epochs=1, image_size=32, batch_size=16, device="cpu", augment="none", patience=5)
-    launch_training(replace(cfg, nproc=1), lambda e: None)  # torchrun with one process
+    with pytest.MonkeyPatch.context() as mp:  # in this process, as torchrun's only worker would see it
+        mp.setenv("RANK", "0")
+        mp.setenv("WORLD_SIZE", "1")
+        run_training(cfg)
     events = []
     result = run_training(replace(cfg, out=str(root / "two"), nproc=2), events.append)
     assert result.bundle == root / "two" / "bundle"
@@ -48,10 +53,8 @@ def test_two_processes_train_the_same_weights_and_metrics_as_one(runs):
     one, two, events = runs
     w1, w2 = _weights(one), _weights(two)
     assert w1.keys() == w2.keys()
-    worst = max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1)
-    assert worst < WEIGHT_ATOL, f"weights differ by up to {worst:g}"
-    init_moved = max(float(np.max(np.abs(w1[k]))) for k in w1)
-    assert init_moved > 0
+    diff = np.concatenate([np.abs(w1[k] - w2[k]).ravel() for k in w1])
+    assert diff.max() < MAX_ATOL and diff.mean() < MEAN_ATOL, f"max {diff.max():g}, mean {diff.mean():g}"
     c1, c2 = read_card(one / "bundle"), read_card(two / "bundle")
     for split in ("val", "test"):
         for key in ("acc", "qwk", "mae"):
@@ -93,27 +96,22 @@ def test_a_batch_that_does_not_split_evenly_is_refused_with_the_reason(tiny_data
         run_training(cfg)
 
 
-def test_sharded_predict_writes_the_same_csv_as_one_process(tiny_bundles, tiny_dataset, tmp_path, capsys):
+def test_sharded_predict_writes_the_same_csv_and_lines_as_one_process(tiny_bundles, tiny_dataset, tmp_path, capfd):
     student, _ = tiny_bundles
     common = ["predict", "--dir", str(tiny_dataset / "images"), "--model", str(student), "--device", "cpu",
-              "--batch-size", "4"]
+              "--batch-size", "4", "--json"]
+    capfd.readouterr()
     assert main([*common, "--csv", str(tmp_path / "one.csv")]) == 0
+    lines_one = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("{")]
     assert main([*common, "--csv", str(tmp_path / "two.csv"), "--nproc", "2"]) == 0
+    lines_two = [ln for ln in capfd.readouterr().out.splitlines() if ln.startswith("{")]
     one, two = (tmp_path / "one.csv").read_text(), (tmp_path / "two.csv").read_text()
     assert one == two
+    n = len(list((tiny_dataset / "images").iterdir()))
     rows = list(csv.DictReader(one.splitlines()))
-    assert len(rows) == len(list((tiny_dataset / "images").iterdir())) and rows[0]["grade"] != ""
-    capsys.readouterr()
-
-
-def test_sharded_json_lines_keep_the_input_order(tiny_bundles, tiny_dataset, capfd):
-    student, _ = tiny_bundles
-    assert main(["predict", "--dir", str(tiny_dataset / "images"), "--model", str(student), "--device", "cpu",
-                 "--json", "--nproc", "2"]) == 0
-    lines = [json.loads(ln) for ln in capfd.readouterr().out.splitlines() if ln.startswith("{")]
-    assert len(lines) == len(list((tiny_dataset / "images").iterdir()))
-    names = [ln["file"] for ln in lines]
-    assert names == sorted(names)
+    assert len(rows) == n and rows[0]["grade"] != ""
+    assert len(lines_two) == n and [json.loads(ln)["file"] for ln in lines_two] == [r["file"] for r in rows]
+    assert [json.loads(ln)["grade"] for ln in lines_two] == [json.loads(ln)["grade"] for ln in lines_one]
 
 
 def test_fp16_on_cpu_is_refused_before_training(tiny_dataset, tmp_path):
