@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import engine.compat  # noqa: E402,F401
-from engine.device import pick_device  # noqa: E402
+from engine.device import DeviceError, pick_device  # noqa: E402
 from engine.dist_launch import launch_training  # noqa: E402
 from engine.progress import EpochEvent  # noqa: E402
 from engine.train import TrainConfig  # noqa: E402
@@ -56,7 +56,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per process)")
     ap.add_argument("--amp", default="auto")
     args = ap.parse_args()
-    device = pick_device(args.device)  # --device cuda without a GPU stops here, with the reason
+    try:  # --device cuda without a GPU stops here, with the reason
+        device = pick_device(args.device)
+    except DeviceError as e:
+        sys.exit(f"bench_ddp: {e}")
     from engine.synth.sheet import write_dataset
 
     report: dict = {"arch": args.arch, "size": args.size, "batch": args.batch_size, "device": str(device),

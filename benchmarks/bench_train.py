@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import engine.compat  # noqa: E402,F401
-from engine.device import pick_device  # noqa: E402
+from engine.device import DeviceError, pick_device  # noqa: E402
 from engine.models import create_model  # noqa: E402
 from engine.precision import Precision  # noqa: E402
 from engine.schema import DEFAULT_SCHEMA  # noqa: E402
@@ -105,7 +105,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (a missing GPU is refused before any work)")
     ap.add_argument("--amp", default="auto", help="auto, bf16, fp16 or off (engine.precision)")
     args = ap.parse_args()
-    dev = str(pick_device(args.device))
+    try:  # --device cuda without a GPU stops here, with the reason
+        dev = str(pick_device(args.device))
+    except DeviceError as e:
+        sys.exit(f"bench_train: {e}")
     report: dict = {"device": dev, "amp": args.amp, "arch": args.arch, "size": args.size, "batch": args.batch_size,
                     "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__}
     if not args.skip_loop:

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         world = distributed.join(torch.device("cpu"), backend="gloo")  # rows only: gloo carries them for CPU and GPU
-        device = args.device if not world.enabled or "cuda" not in args.device else f"cuda:{world.local_rank}"
+        device = _rank_device(args.device, world)
         mine = list(range(world.rank, len(paths), world.size))
         rows, names = _grade_share(args, [paths[i] for i in mine], target, lens, device)
         shares = distributed.gather_json(world, [mine, rows])
@@ -131,6 +131,20 @@ def run(args: argparse.Namespace) -> int:
     if failures == len(rows):
         raise CommandError("no image could be read")
     return 0
+
+
+def _rank_device(name: str, world) -> str:
+    """The device this rank grades on: --device as given, but a CUDA job's rank r on GPU r of its node."""
+    from engine import distributed
+    from engine.commands import CommandError
+    from engine.device import pick_device
+
+    if not world.enabled:
+        return name
+    try:
+        return str(distributed.rank_device(pick_device(name), world))
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
 
 def _grade_share(args: argparse.Namespace, paths: list[str], target, lens, device: str) -> tuple[list, list[str]]:
