@@ -4,17 +4,18 @@
 0's JSON events to the caller's progress callback, so `run_training` with nproc > 1 looks to
 its caller (the CLI, the app's retrain panel) like a one-process job: the same events, a
 TrainResult at the end, a TrainError with the job's own sentence when it fails, and a stop
-on the cancel token (the whole process group is terminated; --resume continues it).
+on the cancel token (torchrun and its workers are terminated; --resume continues it).
 `launch_command` runs any other engine command (sharded `predict`) the same way, with its
 output passed through.
 """
 
 from __future__ import annotations
 
-import os
+import ctypes
 import queue
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from engine.distributed import World, check_config, child_env, torchrun_command
 from engine.progress import Cancelled, CancelToken, DoneEvent, ErrorEvent, ProgressCallback, parse_line
 
 POLL_S = 0.2
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def launch_training(cfg, progress: ProgressCallback, cancel: CancelToken | None = None):
@@ -37,7 +39,7 @@ def launch_training(cfg, progress: ProgressCallback, cancel: CancelToken | None 
     cancel = cancel or CancelToken()
     args = ["train", *to_arguments(replace(cfg, nproc=1)), "--progress", "json"]
     proc = subprocess.Popen(torchrun_command(cfg.nproc, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=child_env(), start_new_session=True)
+                            text=True, env=child_env(), preexec_fn=_die_with_parent())
     lines: queue.Queue = queue.Queue()
     tail: deque[str] = deque(maxlen=40)
     readers = [threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True),
@@ -72,7 +74,7 @@ def launch_training(cfg, progress: ProgressCallback, cancel: CancelToken | None 
 
 def launch_command(nproc: int, engine_args: Sequence[str]) -> int:
     """Run `cataract-grade ARGS` on `nproc` processes under torchrun, output passed through; its exit code."""
-    proc = subprocess.Popen(torchrun_command(nproc, list(engine_args)), env=child_env(), start_new_session=True)
+    proc = subprocess.Popen(torchrun_command(nproc, list(engine_args)), env=child_env(), preexec_fn=_die_with_parent())
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -85,13 +87,29 @@ def _pump(stream, put) -> None:
         put(line.rstrip("\n"))
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate torchrun and its workers (their own process group), then kill what is left."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+def _die_with_parent():
+    """On Linux, have torchrun sent SIGTERM when this process dies (killed by the app): it then stops its workers.
+
+    torchrun stays in this process's group, so the app's killpg of the job reaches it too.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+
+    return arm
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to torchrun, which stops its workers (each in a session of its own); SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
             return
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=wait)
             return

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,7 @@ def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     device = pick_device(cfg.device)
     world = distributed.join(device)
     device = distributed.rank_device(device, world)
+    cfg = replace(cfg, nproc=world.size) if world.launched else cfg  # the card says how many processes trained
     distributed.check_config(cfg, world)
     precision = Precision(cfg.amp, device)
     if world.main:

@@ -23,7 +23,6 @@ import safetensors.numpy
 
 from engine.bundle import read_card
 from engine.cli import main
-from engine.progress import parse_line
 from engine.train import TrainConfig, TrainError, run_training
 
 MAX_ATOL, MEAN_ATOL = 1e-4, 1e-7  # see the module docstring
@@ -74,7 +73,7 @@ def test_rank_zero_alone_reports_and_the_start_event_carries_the_world_size(runs
     assert events[0].world_size == 2
     logged = [json.loads(ln)["event"] for ln in (two / "log.jsonl").read_text().splitlines()]
     assert logged.count("start") == 1 and logged.count("epoch") == 1 and logged[-1] == "done"
-    assert read_card(two / "bundle").extra["train_config"]["nproc"] == 1  # each worker runs one share
+    assert read_card(two / "bundle").extra["train_config"]["nproc"] == 2
 
 
 def test_resume_on_two_processes_continues_from_the_checkpoint(runs, tiny_dataset):
@@ -119,4 +118,20 @@ def test_fp16_on_cpu_is_refused_before_training(tiny_dataset, tmp_path):
                       device="cpu", amp="fp16")
     with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
         run_training(cfg)
-    assert parse_line('{"event": "start", "job": "student"}').world_size == 1  # older streams read as one process
+
+
+def test_the_retrain_form_passes_the_process_count_to_the_child(qtbot):
+    from cataract_app.retrain.form import SettingsBox
+    from cataract_app.retrain.launch import train_command
+
+    box = SettingsBox()
+    qtbot.addWidget(box)
+    box.nproc.setValue(2)
+    settings = box.settings()
+    assert settings.nproc == 2
+    _, args = train_command("teacher", "/data", "/runs/1", settings)
+    assert args[args.index("--nproc") + 1] == "2"
+    _, args = train_command("teacher", "/data", "/runs/1", replace(settings, nproc=1))
+    assert "--nproc" not in args  # one process: the command line the panel always ran
+    box.set_settings(replace(settings, nproc=1))
+    assert box.nproc.value() == 1
