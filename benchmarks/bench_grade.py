@@ -92,6 +92,12 @@ def main() -> None:
     ap.add_argument("--gate-sizes", default="256,1024,2048", help="photograph sizes for part e")
     args = ap.parse_args()
     say = (lambda *a: None) if args.json else print
+    from engine.device import DeviceError, pick_device
+
+    try:
+        pick_device(args.device)  # --device cuda on a machine without a GPU stops here, with the reason
+    except DeviceError as e:
+        sys.exit(f"bench_grade: {e}")
     if args.gate_only:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(gate_cost(args, Path(tmp), say)))
@@ -108,7 +114,7 @@ def main() -> None:
 
         def raw_forward():
             with torch.inference_mode():
-                model(x)["logits"].argmax(1)
+                model(x)["logits"].argmax(1).cpu()  # .cpu() waits for a GPU, so the time is the forward's
 
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -32,30 +32,37 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import engine.compat  # noqa: E402,F401
+from engine.device import DeviceError, pick_device  # noqa: E402
 from engine.models import create_model  # noqa: E402
+from engine.precision import Precision  # noqa: E402
 from engine.schema import DEFAULT_SCHEMA  # noqa: E402
 from engine.train import TrainConfig, run_training  # noqa: E402
 
 
-def bare_img_per_s(arch: str, size: int, batch: int, steps: int, role: str) -> float:
+def bare_img_per_s(arch: str, size: int, batch: int, steps: int, role: str, device: str = "cpu",
+                   amp: str = "auto") -> float:
     """Median images/s of forward + CE + backward + AdamW step on one random batch (student or teacher)."""
     ranges = [[s.minimum, s.maximum] for s in DEFAULT_SCHEMA.sublabels]
     name = "student" if role == "student" else "teacher_concat"
     extra = {} if role == "student" else {"dim": 192, "depth": 2}
     model = create_model(name, backbone=arch, image_size=size, sublabel_ranges=ranges, **extra).train()
-    model = model.to(memory_format=torch.channels_last)
+    dev = torch.device(device)
+    model = model.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
-    y = torch.randint(0, 8, (batch,))
-    args = () if role == "student" else (torch.zeros(batch, len(ranges), dtype=torch.long),
-                                         torch.ones(batch, len(ranges), dtype=torch.bool))
+    precision = Precision(amp, dev)
+    x = torch.randn(batch, 3, size, size, device=dev).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 8, (batch,), device=dev)
+    args = () if role == "student" else (torch.zeros(batch, len(ranges), dtype=torch.long, device=dev),
+                                         torch.ones(batch, len(ranges), dtype=torch.bool, device=dev))
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x, *args)["logits"], y)
+        with precision.autocast():
+            loss = torch.nn.functional.cross_entropy(model(x, *args)["logits"].float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        precision.backward_step(loss, opt)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return batch / statistics.median(times)
@@ -95,8 +102,14 @@ def main() -> None:
     ap.add_argument("--skip-loop", action="store_true", help="only (c)")
     ap.add_argument("--run", action="append", default=[], help="finished run folder for (c) (repeatable)")
     ap.add_argument("--qwk", type=float, default=0.95)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (a missing GPU is refused before any work)")
+    ap.add_argument("--amp", default="auto", help="auto, bf16, fp16 or off (engine.precision)")
     args = ap.parse_args()
-    report: dict = {"arch": args.arch, "size": args.size, "batch": args.batch_size,
+    try:  # --device cuda without a GPU stops here, with the reason
+        dev = str(pick_device(args.device))
+    except DeviceError as e:
+        sys.exit(f"bench_train: {e}")
+    report: dict = {"device": dev, "amp": args.amp, "arch": args.arch, "size": args.size, "batch": args.batch_size,
                     "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__}
     if not args.skip_loop:
         from engine.synth.sheet import write_dataset
@@ -104,13 +117,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data = write_dataset(Path(tmp) / "data", n=round(args.n / 0.7), seed=99, image_size=256, label_noise=0.1)
             common = dict(dataset=str(data), arch=args.arch, image_size=args.size, batch_size=args.batch_size,
-                          epochs=1, device="cpu", pretrained="imagenet")
+                          epochs=1, device=dev, amp=args.amp, pretrained="imagenet")
             for job in ("student", "teacher", "kd"):
                 role = "teacher" if job == "teacher" else "student"
-                before = bare_img_per_s(args.arch, args.size, args.batch_size, args.steps, role)
+                before = bare_img_per_s(args.arch, args.size, args.batch_size, args.steps, role, dev, args.amp)
                 teacher = str(Path(tmp) / "teacher" / "bundle") if job == "kd" else None
                 loop = loop_img_per_s(TrainConfig(job=job, out=str(Path(tmp) / job), teacher=teacher, **common))
-                after = bare_img_per_s(args.arch, args.size, args.batch_size, args.steps, role)
+                after = bare_img_per_s(args.arch, args.size, args.batch_size, args.steps, role, dev, args.amp)
                 bare = (before + after) / 2
                 report[job] = {"loop_img_per_s": round(loop, 1), "bare_img_per_s": round(bare, 1),
                                "loop_over_bare": round(loop / bare, 3)}

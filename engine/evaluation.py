@@ -28,9 +28,11 @@ class Predictions:
         return compute_metrics(self.grades, probs)
 
 
-def forward_batch(model: torch.nn.Module, role: str, batch: dict, device: torch.device, use_sublabels: bool = True):
+def forward_batch(model: torch.nn.Module, role: str, batch: dict, device: torch.device, use_sublabels: bool = True,
+                  channels_last: bool = True):
     """One forward of a teacher (image + sub-labels) or a student (image only)."""
-    images = batch["image"].to(device, non_blocking=True, memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    images = batch["image"].to(device, non_blocking=True, memory_format=layout)
     if role == "teacher":
         if use_sublabels:
             return model(images, batch["sublabels"].to(device), batch["sub_mask"].to(device))

@@ -49,6 +49,7 @@ class StartEvent(ProgressEvent):
     arch: str = ""
     image_size: int = 0
     out: str = ""
+    world_size: int = 1  # processes of a data-parallel job (engine.distributed); 1 for one process
 
 
 @dataclass(frozen=True, kw_only=True)

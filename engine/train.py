@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,11 @@ class _Log:
     """Every event goes to the callback and to RUNDIR/log.jsonl."""
 
     def __init__(self, path: Path, callback: ProgressCallback) -> None:
-        self.path, self.callback = path, callback
+        self.path, self.callback = path, callback  # path None: a rank above 0 of a distributed job, which logs nothing
 
     def __call__(self, event: ProgressEvent) -> None:
+        if self.path is None:
+            return
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(event.to_json() + "\n")
         self.callback(event)
@@ -88,6 +90,9 @@ class _Run:
     best_loss: float = math.inf
     plateau_scale: float = 1.0  # the plateau schedule's current learning-rate scale
     last_cut: int = 0  # the epoch of its last cut
+    world: Any = None  # engine.distributed.World: this process's rank among the job's processes
+    net: Any = None  # what the training step calls: the model, or DistributedDataParallel around it
+    precision: Any = None  # engine.precision.Precision: the step's autocast and (fp16) gradient scaler
 
     @property
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -113,62 +118,92 @@ class _Run:
 def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
     """Run one job to completion (or early stop); returns the new bundle's path.
 
+    With cfg.nproc > 1 outside torchrun, torchrun is started to run it (engine.dist_launch);
+    inside torchrun, this process trains its share (engine.distributed).
+
     A job that fails in a folder it made (new or empty) and leaves nothing to resume removes that folder.
     """
     cfg.check()
+    from engine import distributed
+
     cancel = cancel or CancelToken()
     out = Path(cfg.out)
     fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
     try:
-        return _run_job(cfg, progress, cancel)
+        if cfg.nproc > 1 and not distributed.launched():
+            from engine.dist_launch import launch_training
+
+            return launch_training(cfg, progress, cancel)
+        try:
+            return _train(_prepare(cfg, progress), cancel)
+        finally:
+            distributed.leave()
     except Exception:
-        if fresh:
+        if fresh and distributed.env_world().main:  # rank 0 (or the launcher) alone tidies the folder it made
             from engine.runfolder import remove_if_nothing_to_keep
 
             remove_if_nothing_to_keep(out)
         raise
 
 
-def _run_job(cfg: TrainConfig, progress: ProgressCallback, cancel: CancelToken) -> TrainResult:
+def _train(run: _Run, cancel: CancelToken) -> TrainResult:
+    """Check the images, find the lenses, train epoch by epoch, write the bundle (rank 0) and report it."""
+    from engine import distributed
     from engine.data.preflight import verify_images
 
-    run = _prepare(cfg, progress)
+    cfg, world = run.cfg, run.world
     run.log(StartEvent(
         job=cfg.job, epochs=cfg.epochs, start_epoch=run.start_epoch, n_train=len(run.parts["train"]),
         n_val=len(run.parts["val"]), n_test=len(run.parts["test"]), device=str(run.device), arch=run.model.arch,
-        image_size=cfg.image_size, out=str(run.out),
+        image_size=cfg.image_size, out=str(run.out), world_size=world.size,
     ))
-    verify_images(run.manifest, run.log)  # every image decoded before the first epoch, with progress events
-    if run.lenses is not None:  # every photograph's lens found once, before the first epoch
-        from engine.train_gate import locate_lenses
+    if world.main:
+        verify_images(run.manifest, run.log)  # every image decoded before the first epoch, with progress events
+        if run.lenses is not None:  # every photograph's lens found once, before the first epoch
+            from engine.train_gate import locate_lenses
 
-        run.lens_notes = locate_lenses(run.manifest, run.lenses, run.out, run.log)
+            run.lens_notes = locate_lenses(run.manifest, run.lenses, run.out, run.log)
+    distributed.barrier(world)
+    if run.lenses is not None and not world.main:
+        distributed.load_lenses(run.manifest, run.lenses, run.out)
     stopped_early = False
     for epoch in range(run.start_epoch, cfg.epochs + 1):
-        _train_epoch(run, epoch, cancel, progress)
+        _train_epoch(run, epoch, cancel, run.log.callback)
         if epoch - run.best_epoch >= cfg.patience:
             stopped_early = True
             break
-    metrics, card = _write_bundle(run)
-    run.log(DoneEvent(bundle=str(run.out / "bundle"), model_id=card.model_id, best_epoch=run.best_epoch,
-                      stopped_early=stopped_early, metrics=metrics))
+    metrics = {}
+    if world.main:
+        metrics, card = _write_bundle(run)
+        run.log(DoneEvent(bundle=str(run.out / "bundle"), model_id=card.model_id, best_epoch=run.best_epoch,
+                          stopped_early=stopped_early, metrics=metrics))
+    metrics = distributed.gather_json(world, metrics)[0]  # the other ranks wait for the bundle
     return TrainResult(run.out / "bundle", metrics, run.best_epoch, stopped_early)
 
 
 # ---- preparing ---------------------------------------------------------------------------------------------
 def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     """Run folder, seeds, data, teachers, model, loss and optimiser, in the order that keeps seeded runs identical."""
+    from engine import distributed
     from engine.data.dataset import split_records
     from engine.data.manifest import load_dataset
     from engine.device import pick_device
     from engine.evaluation import make_loader
+    from engine.precision import Precision
     from engine.runfolder import prepare_run_folder
 
     out = Path(cfg.out)
-    prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
-    log = _Log(out / "log.jsonl", progress)
-    _seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    world = distributed.join(device)
+    device = distributed.rank_device(device, world)
+    cfg = replace(cfg, nproc=world.size) if world.launched else cfg  # the card says how many processes trained
+    distributed.check_config(cfg, world)
+    precision = Precision(cfg.amp, device)
+    if world.main:
+        prepare_run_folder(out, cfg.job, cfg.resume)  # refuses a folder that is not this job's; clears killed writes
+    distributed.barrier(world)
+    log = _Log(out / "log.jsonl" if world.main else None, progress if world.main else no_progress)
+    _seed_everything(cfg.seed)
     init = _initial_weights(cfg)
     mean, std = (tuple(init.mean), tuple(init.std)) if init.mean else (IMAGENET_MEAN, IMAGENET_STD)
     manifest = load_dataset(cfg.dataset)
@@ -180,17 +215,25 @@ def _prepare(cfg: TrainConfig, progress: ProgressCallback) -> _Run:
     crop = dict(crop=cfg.crop, lenses=lenses)
     train_loader = make_loader(parts["train"], manifest.schema, cfg.image_size, mean, std, True, cfg.batch_size,
                                cfg.seed, cfg.augment, **crop)
+    train_loader = distributed.shard_train_loader(world, train_loader, cfg.seed)
     val_loader = make_loader(parts["val"], manifest.schema, cfg.image_size, mean, std, False, cfg.batch_size, **crop)
     unlabelled = _unlabelled_batches(cfg, manifest.schema, mean, std) if cfg.unlabelled else None
-    model = _build_model(cfg, manifest.schema, init.path).to(device, memory_format=torch.channels_last)
+    model = _build_model(cfg, manifest.schema, init.path).to(device, memory_format=_memory_format(cfg))
     tmodel = teacher.model if teacher is not None else None
     loss_fn = _build_loss(cfg, manifest.schema, getattr(model, "feature_dim", 0), getattr(tmodel, "dim", None), tmodel)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     run = _Run(cfg, out, device, log, manifest, parts, train_loader, val_loader, model, loss_fn,
-               _optimiser(cfg, model, loss_fn), teacher, tcard, notes, lenses=lenses, init=init, unlabelled=unlabelled)
+               _optimiser(cfg, model, loss_fn), teacher, tcard, notes, lenses=lenses, init=init, unlabelled=unlabelled,
+               world=world, precision=precision)
     _resume(run)
+    distributed.seed_rank(world, cfg.seed, run.start_epoch)
+    run.net = distributed.wrap_model(world, model, device)
     return run
+
+
+def _memory_format(cfg: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
 def _lens_table(cfg: TrainConfig):
@@ -307,9 +350,10 @@ def _resume(run: _Run) -> None:
 # ---- one epoch ---------------------------------------------------------------------------------------------
 def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressCallback) -> None:
     """Train one epoch, validate, keep the weights if they are the best so far, checkpoint, log the epoch."""
-    from engine.evaluation import predict_loader
+    from engine import distributed
 
     cfg, steps = run.cfg, len(run.train_loader)
+    distributed.set_epoch(run.train_loader, epoch)
     total, warmup = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
     t0, cpu0, seen, loss_sum, last_report = time.perf_counter(), time.process_time(), 0, 0.0, time.perf_counter()
     run.model.train()
@@ -324,15 +368,18 @@ def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressC
             last_report = time.perf_counter()
             progress(BatchEvent(epoch=epoch, step=i + 1, steps=steps, loss=loss))
     train_seconds = time.perf_counter() - t0
-    preds = predict_loader(run.model, run.role, run.val_loader, run.device)
+    seen, loss_sum = distributed.all_sum(run.world, [seen, loss_sum])  # the whole job's, not this rank's
+    preds = distributed.predict_split(run.world, run.model, run.role, run.val_loader, run.device)
     m = preds.metrics()
     if m["qwk"] > run.best or (m["qwk"] == run.best and preds.loss < run.best_loss):
         run.best, run.best_epoch, run.best_loss = m["qwk"], epoch, preds.loss
-        _save_weights(run.model, run.best_path)
+        if run.world.main:
+            _save_weights(run.model, run.best_path)
     if cfg.lr_schedule == "plateau":
         run.plateau_scale, run.last_cut = plateau_step(epoch, run.best_epoch, run.last_cut, cfg.patience,
                                                        run.plateau_scale)
-    _checkpoint(run, epoch)
+    if run.world.main:
+        _checkpoint(run, epoch)
     run.log(EpochEvent(
         epoch=epoch, epochs=cfg.epochs, train_loss=loss_sum / max(seen, 1), val_loss=preds.loss, val_acc=m["acc"],
         val_qwk=m["qwk"], val_mae=m["mae"], lr=run.opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0,
@@ -343,14 +390,14 @@ def _train_epoch(run: _Run, epoch: int, cancel: CancelToken, progress: ProgressC
 def _step(run: _Run, batch: dict) -> float:
     """One optimiser step on one batch; returns its loss."""
     from engine.distill import forward_with_map
-    from engine.evaluation import autocast_for, forward_batch
+    from engine.evaluation import forward_batch
 
     cfg, device = run.cfg, run.device
-    with autocast_for(device):
+    with run.precision.autocast():
         if cfg.job == "kd" and (cfg.token_kd > 0 or cfg.attn_kd > 0):
-            out_s = forward_with_map(run.model, batch["image"].to(device, memory_format=torch.channels_last))
+            out_s = forward_with_map(run.model, batch["image"].to(device, memory_format=_memory_format(cfg)))
         else:
-            out_s = forward_batch(run.model, run.role, batch, device)
+            out_s = forward_batch(run.net, run.role, batch, device, channels_last=cfg.channels_last)
         if run.teacher is not None:
             losses = run.loss_fn(out_s, _teacher_out(run, batch), _to(batch, device))
             if run.unlabelled is not None:
@@ -358,8 +405,7 @@ def _step(run: _Run, batch: dict) -> float:
         else:
             losses = run.loss_fn(out_s, _to(batch, device))
     run.opt.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    run.opt.step()
+    run.precision.backward_step(losses["loss"], run.opt)
     return float(losses["loss"].detach())
 
 

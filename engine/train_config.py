@@ -14,7 +14,18 @@ import json
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
-from engine.choices import AUGMENTS, CROPS, DISTANCES, FUSIONS, JOBS, LENS, LR_SCHEDULES, OPTIMIZERS, TOKEN_LAYOUTS
+from engine.choices import (
+    AMPS,
+    AUGMENTS,
+    CROPS,
+    DISTANCES,
+    FUSIONS,
+    JOBS,
+    LENS,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    TOKEN_LAYOUTS,
+)
 from engine.errors import EngineError
 from engine.limits import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -37,6 +48,7 @@ class Option:
     positional: bool = False
     required: bool = False  # on the command line (the dataclass default is a placeholder)
     metavar: str | None = None
+    omit_default: bool = False  # to_arguments leaves the option out at its default (not only at an "off" one)
 
 
 def option(default: Any, help: str, **how: Any) -> Any:
@@ -110,6 +122,12 @@ class TrainConfig:
     unlabelled: str | None = option(None, "a dataset folder whose images add the teacher's soft targets only (its "
                                     "grades are ignored; its sub-labels, where filled in, go to the teacher)", jobs=KD,
                                     metavar="FOLDER")
+    nproc: int = option(1, "data-parallel processes (one per GPU, or CPU processes): started through torchrun, "
+                        "with --batch-size as the global batch (docs/scaling.md)", low=1, high=256,
+                        omit_default=True)
+    amp: str = option("auto", "mixed precision: auto (bf16 on a CUDA GPU that has it, else fp16 with a gradient "
+                      "scaler; none on CPU), bf16, fp16 (CUDA only) or off", choices=AMPS)
+    channels_last: bool = option(True, "channels-last memory layout for the convolutions (--no-channels-last: NCHW)")
 
     def check(self) -> None:
         """Refuse a job that cannot run, with the reason in one sentence."""
@@ -218,7 +236,7 @@ def to_arguments(cfg: TrainConfig) -> list[str]:
         if f.name == "teacher":
             teachers = [t for t in [value, *cfg.extra_teachers] if t]
             out += [a for t in dict.fromkeys(map(str, teachers)) for a in ("--teacher", t)]
-        elif f.name in _SHARED or (not value and value == _default(f)) or value is None:
+        elif f.name in _SHARED or (not value or opt.omit_default) and value == _default(f) or value is None:
             continue
         elif isinstance(value, bool):
             out.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))

@@ -181,6 +181,24 @@ def _dspin(name: str, decimals: int, step: float) -> QDoubleSpinBox:
     return box
 
 
+def _processes_row(box: QSpinBox) -> str | None:
+    """Bound the process count to this machine; the row's label, or None where one process is all it can run."""
+    from cataract_app.launcher import is_frozen
+    from engine.distributed import max_processes
+
+    top = max_processes()
+    if top < 2 or is_frozen():  # the packaged app cannot start torchrun
+        return None
+    box.setMaximum(top)
+    return "Processes (GPUs)" if _gpus() > 1 else "Processes"
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class SettingsBox(QGroupBox):
     """The basic settings, and the advanced ones behind a collapsed section."""
 
@@ -199,6 +217,12 @@ class SettingsBox(QGroupBox):
         basic.addRow("Image size", self.image_size)
         basic.addRow("Architecture", self.arch)
         basic.addRow("Device", self.device)
+        self.nproc = _spin("nproc")
+        label = _processes_row(self.nproc)
+        if label:  # only where more than one process can run
+            basic.addRow(label, self.nproc)
+        else:
+            self.nproc.hide()
         self.batch_size = _spin("batch_size")
         self.lr = _dspin("lr", 6, 1e-4)
         self.seed = _spin("seed")
@@ -254,7 +278,7 @@ class SettingsBox(QGroupBox):
             seed=self.seed.value(), kd_temperature=self.kd_temperature.value(), kd_alpha=self.kd_alpha.value(),
             patience=self.patience.value(), token_layout=self.token_layout.currentText(),
             fusion=self.fusion.currentData(), token_kd=self.token_kd.value(), attn_kd=self.attn_kd.value(),
-            extra_teachers=[p for p in [self.second_teacher.currentData()] if p],
+            extra_teachers=[p for p in [self.second_teacher.currentData()] if p], nproc=self.nproc.value(),
         )
 
     def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
@@ -268,6 +292,7 @@ class SettingsBox(QGroupBox):
 
     def set_settings(self, s: TrainConfig) -> None:
         self.epochs.setValue(s.epochs)
+        self.nproc.setValue(s.nproc)
         self.image_size.setValue(s.image_size)
         self.arch.setCurrentText(s.arch)
         self.device.setCurrentText(s.device)

@@ -4,7 +4,8 @@ Writes RUNDIR/bundle/ (model.safetensors + card.json) and RUNDIR/log.jsonl. In t
 progress bar per epoch shows the ETA and a short summary ends the job. With
 --progress json, stdout carries one JSON object per line: start, batch, epoch, done
 or error events (engine.progress), and with the lens crop, lenses events before the first epoch, for the GUI's retrain panel. Every option below is a
-field of engine.train_config.TrainConfig.
+field of engine.train_config.TrainConfig. --nproc N trains on N processes through torchrun
+(or run `torchrun --standalone --nproc-per-node N -m engine train ...` yourself; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -115,14 +116,18 @@ def _emit_json(event: ProgressEvent) -> None:
 def run(args: argparse.Namespace) -> int:
     from safetensors import SafetensorError
 
+    from engine.distributed import env_world
     from engine.train import run_training
 
     cfg = from_args(args)
+    world = env_world()
     emit = _emit_json if args.progress == "json" else _TextProgress(str(cfg.dataset))
+    json_errors = args.progress == "json" and world.main  # under torchrun, rank 0 alone speaks on stdout
     try:
         run_training(cfg, progress=emit)
     except KeyboardInterrupt:
-        emit(ErrorEvent(message="training was interrupted; resume with --resume"))
+        if world.main:
+            emit(ErrorEvent(message="training was interrupted; resume with --resume"))
         return 130
     except Exception as e:  # noqa: BLE001  (whatever ends the job, the app gets an error event with a sentence)
         if isinstance(e, ValueError):  # dataset, bundle, image and device errors: EngineErrors with a sentence
@@ -134,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
                                                                                     else "")
         else:
             message = f"{type(e).__name__}: {e}"
-        emit(ErrorEvent(message=message))
+        if json_errors:
+            emit(ErrorEvent(message=message))
+        elif args.progress == "json" or world.enabled:
+            print(f"error{f' (rank {world.rank})' if world.enabled else ''}: {message}", file=sys.stderr)
+        else:
+            emit(ErrorEvent(message=message))
         return 2
     return 0
