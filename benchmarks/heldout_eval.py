@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--held", required=True, help="held-out dataset folder (the training resolution)")
     ap.add_argument("--half", help="the same held-out set rendered at half the resolution")
     ap.add_argument("--black-n", type=int, default=24, help="black-pupil photographs (default 24)")
+    ap.add_argument("--json-out", help="also write the figures here, as benchmarks/make_default_models.py reads them")
     args = ap.parse_args()
     samples = black_pupils(args.black_n)
     head = ["model", "n", "exact %", "QWK", "within-one %", "recall 0-7", "lowest recall"]
@@ -102,10 +103,13 @@ def main() -> None:
         black = black_pupil_grades(bundle, samples)
         name = read_card(bundle).name or bundle.name
         lines.append(row(name, full, half, black))
-        result[str(bundle)] = {"held": full, "half": half, "black": black}
+        result[str(bundle)] = {"held": {"folder": args.held, **full},
+                               "half": half and {"folder": args.half, **half}, "black": black}
         print(lines[-1], flush=True)
     print("\n".join(lines))
     print(json.dumps(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ or from runs that benchmarks/reproduce_seed.py already trained:
 
     .venv/bin/python benchmarks/make_default_models.py --from-runs runs/seed
 
+or from any two finished bundles, with the held-out figures that benchmarks/heldout_eval.py
+measured on them (its --json-out file) written into each card under extra["heldout"]:
+
+    .venv/bin/python benchmarks/make_default_models.py --student RUN/s/bundle --teacher RUN/t/bundle \
+        --heldout heldout.json --student-name demo-student
+
+docs/results.md says how the installed demo models were trained and what they scored.
+
 The bundles are stored in fp16 (outputs checked against fp32 before installing),
 and their cards say plainly that they are demo models, not for clinical use.
 """
@@ -16,6 +24,7 @@ and their cards say plainly that they are demo models, not for clinical use.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -68,10 +77,14 @@ def check_fp16(fp32: Path, fp16: Path, role: str) -> float:
     return float((p32 - p16).abs().max())
 
 
-def install(bundles: dict[str, Path]) -> None:
+def install(bundles: dict[str, Path], names: dict[str, str] = NAMES, heldout: dict | None = None) -> None:
+    """Install each bundle as the default of its role, fp16, renamed, with the demo notice (and held-out figures)."""
     for role, src in bundles.items():
         model, card = load_bundle(src, expect_role=role)
-        card = replace(card, name=NAMES[role], notice=DEMO_NOTICE)
+        extra = dict(card.extra)
+        if heldout and str(src) in heldout:
+            extra["heldout"] = heldout[str(src)]
+        card = replace(card, name=names[role], notice=DEMO_NOTICE, extra=extra)
         dest = default_model_dir(role)
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / role
@@ -94,7 +107,18 @@ def main() -> None:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "default-models"))
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--student", help="install this student bundle (with --teacher) instead of training")
+    ap.add_argument("--teacher", help="install this teacher bundle (with --student)")
+    ap.add_argument("--student-name", default=NAMES["student"], help="the installed student's name")
+    ap.add_argument("--heldout", help="benchmarks/heldout_eval.py --json-out file: figures for the cards")
     args = ap.parse_args()
+    names = {**NAMES, "student": args.student_name}
+    heldout = json.loads(Path(args.heldout).read_text()) if args.heldout else None
+    if args.student or args.teacher:
+        if not (args.student and args.teacher):
+            raise SystemExit("give both --student and --teacher")
+        install({"teacher": Path(args.teacher), "student": Path(args.student)}, names, heldout)
+        return
     if args.from_runs:
         runs = Path(args.from_runs)
         bundles = {"teacher": runs / "teacher-s0" / "bundle", "student": runs / "kd-s0" / "bundle"}
