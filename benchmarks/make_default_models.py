@@ -1,7 +1,7 @@
 """Build the shipped demo models in resources/models/{teacher,student}.
 
-From scratch (the same synthetic data and split as docs/results.md, seed 0, 128 px,
-up to 15 epochs: how the shipped models were made, about 45 minutes on a 2-core CPU):
+From scratch (the seed table's synthetic data and split, seed 0, 128 px, up to 15 epochs,
+a teacher and a distilled student):
 
     .venv/bin/python benchmarks/make_default_models.py
 
@@ -15,7 +15,8 @@ measured on them (its --json-out file) written into each card under extra["heldo
     .venv/bin/python benchmarks/make_default_models.py --student RUN/s/bundle --teacher RUN/t/bundle \
         --heldout heldout.json --student-name demo-student
 
-docs/results.md says how the installed demo models were trained and what they scored.
+The installed demo models were made this last way (a plain student, --cam-layer stride16);
+docs/results.md says how they were trained and what they scored.
 
 The bundles are stored in fp16 (outputs checked against fp32 before installing),
 and their cards say plainly that they are demo models, not for clinical use.
