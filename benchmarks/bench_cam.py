@@ -161,6 +161,8 @@ def variant_bundle(src: Path, tmp: Path, **config) -> Path:
     shutil.copytree(src, dst)
     card = json.loads((dst / "card.json").read_text())
     card["arch_config"].update(config)
+    if config:  # the OOD statistics were fitted on the as-trained features; a moved layer pools other ones
+        card.pop("ood", None)
     (dst / "card.json").write_text(json.dumps(card, indent=2))
     return dst
 

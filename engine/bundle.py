@@ -385,5 +385,7 @@ def load_bundle(
     if bad:
         raise BundleError(f"{p}: {WEIGHTS_FILE} holds NaN or infinite weights ({summarize_keys(bad)})")
     model.preprocess_cfg = PreprocessConfig.from_card(card)  # as timm attaches pretrained_cfg
-    model.ood_scorer = read_ood(p, card, getattr(model, "feature_dim", None))  # None: no out-of-distribution check
+    # The check pools the CAM layer's features: the head's width only where that layer is the final one.
+    moved = (card.arch_config or {}).get("cam_layer", "final") != "final"
+    model.ood_scorer = read_ood(p, card, None if moved else getattr(model, "feature_dim", None))
     return model.to(device).eval(), card

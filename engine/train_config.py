@@ -69,7 +69,7 @@ class TrainConfig:
     job: str = option("student", "what to train", choices=JOBS, positional=True)
     dataset: str = option("", "dataset folder with labels.csv", positional=True)
     out: str = option("", "run folder (created)", required=True, metavar="RUNDIR")
-    arch: str = option("resnet18", "timm backbone name")
+    arch: str = option("tf_efficientnet_lite0", "timm backbone name")
     teacher: str | None = option(None, "teacher bundle to distil from; repeat --teacher for a multi-teacher "
                                  "weighted by validation QWK", jobs=KD, metavar="BUNDLE")
     fusion: str = option("concat", "teacher fusion: concat, coattn (co-attention), mlp (sub-labels only) or none "
@@ -102,9 +102,9 @@ class TrainConfig:
     teacher_depth: int = option(2, "blocks of the teacher's fusion transformer", low=1, jobs=TEACHER)
     sub_dropout: float = option(0.3, "share of sub-labels the teacher hides while training", low=0.0, high=1.0,
                                 jobs=TEACHER)
-    pretrained: str | None = option(None, "initial backbone weights: 'imagenet' (the installed file for --arch) or a "
-                                    "local .safetensors file; never downloaded (default: random weights)",
-                                    metavar="imagenet|FILE")
+    pretrained: str | None = option("auto", "initial backbone weights: 'imagenet' (the installed file for --arch), "
+                                    "'auto' (that file where one is installed for --arch, else random), 'none' "
+                                    "(random) or a local .safetensors file; never downloaded", metavar="auto|imagenet|none|FILE")
     name: str | None = option(None, "model name written in its card")
     notice: str | None = option(None, "notice written in the card (e.g. for demo models)")
     extra: dict = option({}, "more card fields, as a JSON object", metavar="JSON")

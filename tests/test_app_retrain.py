@@ -74,7 +74,8 @@ def test_train_command_runs_the_engine_in_development_and_the_app_itself_when_fr
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     program, args = train_command("teacher", "/data", "/runs/y", TrainConfig())
     assert program == sys.executable and args[:2] == ["train", "teacher"]
-    assert args[args.index("--epochs") + 1] == "20" and args[args.index("--arch") + 1] == "resnet18"
+    assert args[args.index("--epochs") + 1] == "20" and args[args.index("--arch") + 1] == "tf_efficientnet_lite0"
+    assert args[args.index("--pretrained") + 1] == "auto"
     assert "--kd-alpha" not in args and args[args.index("--token-layout") + 1] == "grid"
 
 
@@ -104,11 +105,14 @@ def test_advanced_settings_round_trip_with_a_second_teacher(qtbot, tmp_path):
         "(none)", "active teacher", "run 2"]
     assert box.settings().extra_teachers == [] and box.settings().fusion == "concat"
     wanted = TrainConfig(fusion="none", token_kd=0.3, attn_kd=2.0, extra_teachers=[str(tmp_path / "t2")],
-                         arch="vit_small_patch16_224")
+                         arch="vit_small_patch16_224", pretrained="none")
     box.set_settings(wanted)
     assert box.settings() == wanted
     box.set_teachers([("run 2", tmp_path / "t2"), ("run 3", tmp_path / "t3")])  # a refresh keeps the pick
     assert box.settings().extra_teachers == [str(tmp_path / "t2")]
+    own = TrainConfig(arch="resnet18", pretrained=str(tmp_path / "clinic.safetensors"))
+    box.set_settings(own)  # a clinic's own weights file comes back as an entry of its own
+    assert box.settings().pretrained == own.pretrained and box.weights.currentText() == "clinic.safetensors"
 
 
 def test_progress_clock_gives_fraction_and_time_left():

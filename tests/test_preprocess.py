@@ -13,10 +13,14 @@ from engine.preprocess import CENTRE, IMAGENET_MEAN, IMAGENET_STD, PreprocessCon
 from engine.resources import default_model_dir
 
 
-def test_a_card_without_a_crop_field_means_the_centred_square():
-    shipped = default_model_dir("student")
-    assert "crop" not in json.loads((shipped / "card.json").read_text())  # written before the field existed
-    model, card = load_bundle(shipped)
+def test_a_card_without_a_crop_field_means_the_centred_square(tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(default_model_dir("student"), old)
+    raw = json.loads((old / "card.json").read_text())
+    for name in ("crop", "crop_margin"):  # as cards written before the field existed
+        raw.pop(name, None)
+    (old / "card.json").write_text(json.dumps(raw))
+    model, card = load_bundle(old)
     assert card.crop == CENTRE
     assert model.preprocess_cfg == PreprocessConfig(card.image_size, tuple(card.mean), tuple(card.std), CENTRE)
 

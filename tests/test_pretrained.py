@@ -102,6 +102,10 @@ def test_resolve_pretrained():
     assert init.path and init.provenance["source"] == "imagenet" and init.provenance["licence"] == "Apache-2.0"
     assert init.mean == (0.485, 0.456, 0.406)
     assert resolve_pretrained("resnet18", None).provenance == {"source": "random"}
+    # "auto", the default: the installed file where there is one, else random weights, and the card says which.
+    assert resolve_pretrained(SHIPPED, "auto").provenance == init.provenance
+    assert resolve_pretrained("resnet18", "auto").provenance["source"] == "random"
+    assert TrainConfig().arch == SHIPPED and resolve_pretrained(TrainConfig().arch, TrainConfig().pretrained).path
     with pytest.raises(ModelConfigError, match=r"no ImageNet weights are installed for 'resnet18' \(installed: .*"
                                                r"tf_efficientnet_lite0"):
         resolve_pretrained("resnet18", "imagenet")
@@ -122,8 +126,8 @@ def test_training_from_imagenet_records_where_the_weights_came_from(tiny_dataset
     student = create_model("student", backbone="resnet18", image_size=32)
     safetensors.torch.save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(own))
     cfg = TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path / "own"), pretrained=str(own),
-                      epochs=1, image_size=32, batch_size=16, device="cpu")
+                      arch="resnet18", epochs=1, image_size=32, batch_size=16, device="cpu")
     assert read_card(run_training(cfg).bundle).extra["initial_weights"]["file"] == "clinic.safetensors"
     with pytest.raises(TrainError, match="no ImageNet weights are installed for 'resnet18'"):
-        run_training(TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path / "r"),
+        run_training(TrainConfig(job="student", dataset=str(tiny_dataset), out=str(tmp_path / "r"), arch="resnet18",
                                  pretrained="imagenet", epochs=1, image_size=32, device="cpu"))

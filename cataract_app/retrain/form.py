@@ -28,8 +28,11 @@ from cataract_app.retrain.launch import KD, SEQUENCE, TEACHER
 from engine.choices import DEVICES, FUSIONS, TOKEN_LAYOUTS
 from engine.train_config import TrainConfig, option_of
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_b0", "mobilenetv3_large_100",
-                 "convnext_nano", "vit_tiny_patch16_224", "vit_small_patch16_224")
+ARCHITECTURES = ("tf_efficientnet_lite0", "resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_b0",
+                 "mobilenetv3_large_100", "convnext_nano", "vit_tiny_patch16_224", "vit_small_patch16_224")
+# Initial backbone weights (TrainConfig.pretrained); the default "auto" is ImageNet for the default architecture.
+WEIGHTS = (("ImageNet where installed, else random", "auto"), ("ImageNet (installed weights)", "imagenet"),
+           ("Random", "none"))
 FUSION_LABELS = {"concat": "Concatenated tokens + transformer (concat)", "coattn": "Co-attention (coattn)",
                  "mlp": "Sub-labels only, no image (mlp)", "none": "Image only, no sub-labels (none)"}
 MAX_PROBLEMS_SHOWN = 200
@@ -133,6 +136,15 @@ class JobBox(QGroupBox):
         self.kd_radio.toggled.connect(self.teacher_combo.setEnabled)
         self.teacher_combo.setEnabled(False)
 
+    def _set_weights(self, value: str | None) -> None:
+        """Pick `value` ("auto", "imagenet", "none" or a clinic's own file, added as an entry of its own)."""
+        value = value or "none"
+        index = self.weights.findData(value)
+        if index < 0:
+            self.weights.addItem(Path(value).name, value)
+            index = self.weights.count() - 1
+        self.weights.setCurrentIndex(index)
+
     def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
         """(label, bundle) of every teacher a student can be distilled from; the active one first."""
         # A teacher the user picked stays picked; otherwise the (possibly new) active one is.
@@ -210,12 +222,18 @@ class SettingsBox(QGroupBox):
         self.arch = QComboBox()
         self.arch.setEditable(True)
         self.arch.addItems(ARCHITECTURES)
+        self.weights = QComboBox()
+        for label, value in WEIGHTS:
+            self.weights.addItem(label, value)
+        self.weights.setCurrentIndex(self.weights.findData(TrainConfig().pretrained))
+        self.weights.setToolTip(option_of("pretrained").help)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         basic = QFormLayout()
         basic.addRow("Epochs", self.epochs)
         basic.addRow("Image size", self.image_size)
         basic.addRow("Architecture", self.arch)
+        basic.addRow("Initial weights", self.weights)
         basic.addRow("Device", self.device)
         self.nproc = _spin("nproc")
         label = _processes_row(self.nproc)
@@ -279,7 +297,17 @@ class SettingsBox(QGroupBox):
             patience=self.patience.value(), token_layout=self.token_layout.currentText(),
             fusion=self.fusion.currentData(), token_kd=self.token_kd.value(), attn_kd=self.attn_kd.value(),
             extra_teachers=[p for p in [self.second_teacher.currentData()] if p], nproc=self.nproc.value(),
+            pretrained=self.weights.currentData(),
         )
+
+    def _set_weights(self, value: str | None) -> None:
+        """Pick `value` ("auto", "imagenet", "none" or a clinic's own file, added as an entry of its own)."""
+        value = value or "none"
+        index = self.weights.findData(value)
+        if index < 0:
+            self.weights.addItem(Path(value).name, value)
+            index = self.weights.count() - 1
+        self.weights.setCurrentIndex(index)
 
     def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
         """Offer every teacher as a second one for multi-teacher distillation; a pick stays picked."""
@@ -295,6 +323,7 @@ class SettingsBox(QGroupBox):
         self.nproc.setValue(s.nproc)
         self.image_size.setValue(s.image_size)
         self.arch.setCurrentText(s.arch)
+        self._set_weights(s.pretrained)
         self.device.setCurrentText(s.device)
         self.batch_size.setValue(s.batch_size)
         self.lr.setValue(s.lr)

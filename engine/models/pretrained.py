@@ -1,7 +1,7 @@
 """Initial backbone weights: the ImageNet files installed under resources/backbones, or a clinic's own file.
 
-`resolve_pretrained(arch, value)` turns what a user typed (`imagenet`, a path, or
-nothing) into a local .safetensors path and a provenance note that the model card
+`resolve_pretrained(arch, value)` turns what a user typed (`imagenet`, `auto`, a path,
+or nothing) into a local .safetensors path and a provenance note that the model card
 keeps, so every trained model says where its initial weights came from. Nothing is
 downloaded; the installed files were made once by packaging/convert_imagenet_weights.py.
 """
@@ -17,6 +17,7 @@ from engine.models.registry import ModelConfigError
 from engine.resources import resources_dir
 
 IMAGENET = "imagenet"
+AUTO = "auto"  # the ImageNet file where one is installed for the backbone, else random weights (the default)
 SUFFIX = ".imagenet.safetensors"
 
 
@@ -58,7 +59,7 @@ def _imagenet(arch: str) -> InitialWeights:
         have = ", ".join(files) or "none"
         raise ModelConfigError(
             f"no ImageNet weights are installed for {arch!r} (installed: {have}); train it from random "
-            f"weights (no --pretrained) or pass your own .safetensors file"
+            f"weights (--pretrained none) or pass your own .safetensors file"
         )
     meta_path = path.with_name(path.name[: -len(".safetensors")] + ".json")
     try:
@@ -75,9 +76,14 @@ def _imagenet(arch: str) -> InitialWeights:
 
 
 def resolve_pretrained(arch: str, value: str | Path | None) -> InitialWeights:
-    """'imagenet' -> the installed file for `arch`; a path -> that file; None or '' -> random weights."""
+    """'imagenet' -> the installed file for `arch`; 'auto' -> that file where installed, else random weights;
+    a path -> that file; None, '', 'none' or 'random' -> random weights."""
     if value is None or str(value).strip() in ("", "none", "random"):
         return InitialWeights(None, {"source": "random"})
+    if str(value).strip().lower() == AUTO:
+        if arch in installed_imagenet():
+            return _imagenet(arch)
+        return InitialWeights(None, {"source": "random", "note": f"no ImageNet weights are installed for {arch}"})
     if str(value).strip().lower() == IMAGENET:
         return _imagenet(arch)
     path = Path(value).expanduser()
