@@ -30,10 +30,17 @@ from cataract_app.session import NO_TEACHER, GradingSession
 from cataract_app.status_line import StatusLine
 from cataract_app.viewer.image_bar import ImageBar
 from cataract_app.viewer.image_view import ImageView
-from cataract_app.viewer.navigation import RecentFiles, step_image, supported_extensions
+from cataract_app.viewer.navigation import (
+    RecentFiles,
+    open_folder,
+    remember_open_folder,
+    step_image,
+    supported_extensions,
+)
 from cataract_app.viewer.overlay_bar import OverlayBar
 from cataract_app.viewer.reader import ImageReader
 from cataract_app.viewer.recent_menu import RecentMenu
+from cataract_app.wheel_guard import guard_inputs
 from engine.choices import TEACHER
 from engine.request import GradeRequest
 from engine.results import GradeResult
@@ -81,6 +88,7 @@ class MainWindow(QMainWindow):
         self.session = GradingSession(_Backend(self.reader, self.service), cases=self.cases.service)
         self._connect()
         self._restore_settings()
+        guard_inputs(self)  # no wheel event changes a combo or spin box the user has not focused
         self.grade_panel.show_state("Loading model\u2026", busy=True)
         self.status.show_model("Loading model\u2026", "")
         self.service.load(self.load_options)
@@ -129,7 +137,8 @@ class MainWindow(QMainWindow):
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar), stretch=1))
         column = (self.grade_panel, self.cases.review_box, self.compare, self.form)
-        self.splitter.addWidget(_scrolling(_column(column, margins=(10, 4, 10, 10))))
+        self.right_panel = _scrolling(_column(column, margins=(10, 4, 10, 10)))
+        self.splitter.addWidget(self.right_panel)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
@@ -196,9 +205,10 @@ class MainWindow(QMainWindow):
     # ---- opening images ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
         exts = " ".join(f"*{e}" for e in supported_extensions())
-        start = str(Path(self.path).parent) if self.path else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", start, f"Images ({exts});;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", open_folder(self.settings),
+                                              f"Images ({exts});;All files (*)")
         if path:
+            remember_open_folder(self.settings, path)
             self.open_path(path)
 
     def open_path(self, path: str | Path) -> None:
@@ -233,6 +243,7 @@ class MainWindow(QMainWindow):
         else:
             self.view.set_image(rgb)
             self.recent.add(path)
+            remember_open_folder(self.settings, path)
         self.image_bar.show_path(path)
         self.form.reset()
         self.form.set_has_image(rgb is not None)
@@ -244,6 +255,7 @@ class MainWindow(QMainWindow):
             self.form.set_teacher_available(False, "No model is loaded.")
             return
         self.grade_panel.set_grade_names(summary.schema.grade_names)
+        self.grade_panel.set_grade_descriptions(summary.schema.grade_descriptions)
         self.grade_panel.banner.show_notice(getattr(summary.student_card, "notice", None))
         self.form.set_schema(summary.schema)
         self.form.set_teacher_available(summary.has_teacher, "" if summary.has_teacher else NO_TEACHER)
