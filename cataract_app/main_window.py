@@ -138,7 +138,8 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar), stretch=1))
         column = (self.grade_panel, self.cases.review_box, self.compare, self.form)
         self.right_panel = _scrolling(_column(column, margins=(10, 4, 10, 10)))
-        self.splitter.addWidget(self.right_panel)
+        # the sub-label actions stay in view under the panel, at 1366x768 too
+        self.splitter.addWidget(_column((self.right_panel, self.form.actions_bar), stretch=0))
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)

@@ -128,7 +128,9 @@ class SubLabelForm(QGroupBox):
         self._suggestions: dict[str, int] = {}  # the image-only model's predictions for this image
         self.grade_button = QPushButton("Grade with sub-labels")
         self.grade_button.setObjectName("primary")
-        buttons = QHBoxLayout()
+        self.actions_bar = QWidget()  # the window pins it under the scrolling panel, always in view
+        buttons = QHBoxLayout(self.actions_bar)
+        buttons.setContentsMargins(10, 6, 10, 6)
         buttons.addWidget(self.accept_button)
         buttons.addWidget(self.clear_button)
         buttons.addStretch(1)
@@ -137,7 +139,7 @@ class SubLabelForm(QGroupBox):
         layout.addWidget(self.reason)
         layout.addWidget(self.hint)
         layout.addLayout(self._grid)
-        layout.addLayout(buttons)
+        layout.addWidget(self.actions_bar)
         self.accept_button.clicked.connect(self.accept_suggestions)
         self.clear_button.clicked.connect(self.clear)
         self.grade_button.clicked.connect(self._request_grade)
