@@ -33,6 +33,8 @@ class ActionSpec:
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open", "&Open image\u2026", (_K.Open,), "Open a photograph"),
+    ActionSpec("grade_folder", "&Grade a folder\u2026", ("Ctrl+Shift+O",),
+               "Grade every image in a folder into the case log (cataract-grade cases add --dir)"),
     ActionSpec("next", "&Next image", ("Right", "PgDown")),
     ActionSpec("previous", "&Previous image", ("Left", "PgUp")),
     ActionSpec("quit", "&Quit", (_K.Quit, "Ctrl+Q")),
@@ -50,15 +52,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
       for g in GRADES),
     ActionSpec("reopen", "&Reopen the case", (), "Take the review back; the case is open again"),
     ActionSpec("review_next", "&Next case to review", ("Ctrl+N",), "The open case a review would teach the model most"),
+    ActionSpec("report", "&Report (PDF)\u2026", ("Ctrl+P",),
+               "A PDF of the case on screen, or of the cases selected in the Cases tab (cataract-grade report)"),
     ActionSpec("retrain", "&Retrain\u2026", ("Ctrl+T",), "Train a new teacher or student on a labelled folder"),
     ActionSpec("models", "&Models\u2026", (), "See every trained model and choose the active ones"),
     ActionSpec("about", "&About Cataract Grader"),
 )
 # Menu title -> action names; None is a separator, "recent" the Open recent submenu, (title, names) a submenu.
 MENUS: tuple[tuple[str, tuple], ...] = (
-    ("&File", ("open", "recent", None, "previous", "next", None, "quit")),
+    ("&File", ("open", "recent", "grade_folder", None, "previous", "next", None, "quit")),
     ("&View", ("zoom_in", "zoom_out", "fit", "actual", None, "heatmap", None, "show_grading", "show_cases")),
-    ("&Cases", ("agree", ("Co&rrect to", tuple(f"correct_{g}" for g in GRADES)), "reopen", None, "review_next")),
+    ("&Cases", ("agree", ("Co&rrect to", tuple(f"correct_{g}" for g in GRADES)), "reopen", None, "review_next", None,
+                "report")),
     ("&Training", ("retrain", "models")),
     ("&Help", ("about",)),
 )

@@ -17,6 +17,8 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QScrollArea, QSplitter, 
 
 from cataract_app import APPLICATION, DISPLAY_NAME, ORGANISATION
 from cataract_app.actions import bind_actions, build_menus
+from cataract_app.batch.controller import BatchController
+from cataract_app.cases.report import ReportController
 from cataract_app.cases.room import CasesRoom
 from cataract_app.cases.service import app_db_path
 from cataract_app.grading.compare_panel import ComparePanel
@@ -87,6 +89,7 @@ class MainWindow(QMainWindow):
         self.service = GradingService(factory or build_grader, parent=self)
         self.session = GradingSession(_Backend(self.reader, self.service), cases=self.cases.service)
         self._connect()
+        self._clinic_tools()
         self._restore_settings()
         guard_inputs(self)  # no wheel event changes a combo or spin box the user has not focused
         self.grade_panel.show_state("Loading model\u2026", busy=True)
@@ -158,6 +161,7 @@ class MainWindow(QMainWindow):
             "open": self.open_dialog, "next": lambda: self.step(1), "previous": lambda: self.step(-1),
             "quit": self.close, "zoom_in": self.view.zoom_in, "zoom_out": self.view.zoom_out,
             "fit": self.view.fit_to_window, "actual": self.view.actual_size, "heatmap": toggle.toggle,
+            "grade_folder": lambda: self.batch.choose_folder(), "report": lambda: self.reports.report(),
             "retrain": self.training.open_retrain, "models": self.training.open_models, "about": self.about,
             **self.cases.slots(),
         })
@@ -202,6 +206,15 @@ class MainWindow(QMainWindow):
         self.form.edited.connect(lambda: s.enter_sublabels(self.form.confirmed_values()))
         s.sublabels_restored.connect(self.form.set_values)
         self.cases.connect(s, [self.view, self.grade_panel], self.status, self.tabs)
+
+    def _clinic_tools(self) -> None:
+        """Batch grading and the PDF report (cataract_app.batch, cataract_app.cases.report), on the Cases toolbar too."""
+        self.batch = BatchController(self, self.service, self.cases, self.status, self.tabs)
+        self.reports = ReportController(self, self.service, self.cases, self.session, self.status, self.tabs,
+                                        self.settings, self.overlay_bar.current_colormap)
+        for name in ("grade_folder", "report"):
+            self.cases.panel.add_action(self.actions_by_name[name])
+        self.cases.review_box.add_action(self.actions_by_name["report"])  # the case on screen
 
     # ---- opening images ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -308,8 +321,11 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
         files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if len(files) == 1 and not Path(files[0]).is_dir():
+            self.open_path(files[0])  # one photograph (a DICOM too): open it
+        elif files:
+            self.batch.grade(files)  # several files or a folder: grade them all into the case log
         if files:
-            self.open_path(files[0])
             event.acceptProposedAction()
 
     def _restore_settings(self) -> None:
@@ -338,6 +354,7 @@ class MainWindow(QMainWindow):
         if self.overlay_bar.current_colormap():
             self.settings.setValue("colormap", self.overlay_bar.current_colormap())
         self.hide()  # gone at once, even while the worker finishes loading or grading
+        self.batch.shutdown()  # cancelled; what it graded is in the case log
         self.reader.shutdown()
         self.service.shutdown()
         self.cases.shutdown()  # after grading stopped: every answer and review asked for is written

@@ -214,7 +214,7 @@ def exposure(small: np.ndarray, view: LensView | None) -> tuple[float, float]:
     whole = small.reshape(-1, 3)
     blown_whole = float(np.mean((whole[:, 0] >= 250) & (whole[:, 1] >= 190)))
     if view is None:
-        return bright, BLOWN_SPREAD * blown_whole
+        return bright, min(1.0, BLOWN_SPREAD * blown_whole)
     h, w = view.rgb.shape[:2]
     ys, xs = np.ogrid[0:h, 0:w]
     cx, cy, r = view.circle
@@ -222,7 +222,7 @@ def exposure(small: np.ndarray, view: LensView | None) -> tuple[float, float]:
     px = view.rgb[disc if view.off is None else disc & ~view.off]
     bright = max(bright, _percentile(px[:, 0], 90))
     blown = float(np.mean((px[:, 0] >= 250) & (px[:, 1] >= 190))) if px.size else 0.0
-    return bright, max(blown, BLOWN_SPREAD * blown_whole)
+    return bright, min(1.0, max(blown, BLOWN_SPREAD * blown_whole))  # a share: never above the whole disc
 
 
 def _percentile(v: np.ndarray, q: float) -> float:

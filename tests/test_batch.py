@@ -12,6 +12,7 @@ from engine.cases import CaseLog
 from engine.cli import main
 from engine.io import SUPPORTED_EXTENSIONS
 from engine.progress import CancelToken
+from engine.results import GATE_CSV_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_predict_dir_csv_rows_equal_the_engine_batch_rows(grader, tiny_bundles, 
     assert [bool(r["error"]) for r in from_cli] == [True, False, False, False, False, False]  # broken.png first
     assert all(r["grade"] in "01234567" and r["model_id"] for r in from_cli[1:])
     assert list(from_cli[0]) == ["file", "grade", "confidence", *[f"p{k}" for k in range(8)],
-                                 *[f"pred_{n}" for n in grader.schema.names], "model_id", "error"]
+                                 *[f"pred_{n}" for n in grader.schema.names], "model_id", *GATE_CSV_COLUMNS, "error"]
 
 
 def test_each_result_is_recorded_as_it_arrives_with_dicom_details(grader, folder, tmp_path):

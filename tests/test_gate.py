@@ -119,3 +119,10 @@ def test_out_of_distribution_features_are_flagged_only_when_a_scorer_is_given():
     far = check_image(s.image, features=np.array([3.0]), ood=_Stub())
     assert near.ok and near.measures.ood == 0.5
     assert [p.code for p in far.problems] == [OUT_OF_DISTRIBUTION] and "3.0" in far.problems[0].reason
+
+
+def test_a_white_picture_is_over_exposed_by_at_most_the_whole_lens():
+    white = np.full((200, 260, 3), 255, np.uint8)
+    result = check_image(white)
+    over = [p for p in result.problems if p.code == OVER_EXPOSED]
+    assert result.measures.blown == 1.0 and over and "100 % of the lens" in over[0].reason

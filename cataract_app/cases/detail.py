@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from cataract_app.cases.describe import answers_html, check_html, details_line, status_html
+from cataract_app.cases.history_plot import HistoryPlot
 from cataract_app.cases.thumbnails import Thumbnails
 from engine.cases import Case, FileCheck
 
@@ -47,6 +48,8 @@ class CaseDetail(QScrollArea):
         self.answers.setWordWrap(True)
         self.review = QLabel("")
         self.review.setWordWrap(True)
+        self.history_title = QLabel("<b>Grades over time</b>")
+        self.history = HistoryPlot()
         self.open_button = QPushButton("Open case")
         self.open_button.setObjectName("primary")
         self.patient_button = QPushButton("Patient's cases")
@@ -58,7 +61,7 @@ class CaseDetail(QScrollArea):
         inner = QWidget()
         layout = QVBoxLayout(inner)
         for w in (self.picture, self.status, self.details, self.path, self.warning, self.answers_title, self.answers,
-                  self.review):
+                  self.review, self.history_title, self.history):
             layout.addWidget(w)
         layout.addLayout(buttons)
         layout.addStretch(1)
@@ -72,7 +75,7 @@ class CaseDetail(QScrollArea):
 
     def show_case(self, case: Case | None, check: FileCheck | None) -> None:
         self.case, self.check = case, check
-        for w in (self.answers_title, self.open_button, self.patient_button):
+        for w in (self.answers_title, self.open_button, self.patient_button, self.history_title, self.history):
             w.setVisible(case is not None)
         if case is None:
             self.picture.clear()
@@ -91,9 +94,20 @@ class CaseDetail(QScrollArea):
         self.answers.setText(answers_html(case))
         self.review.setText(_review_html(case))
         self.patient_button.setEnabled(bool(case.patient_id))
+        if case.patient_id:
+            self.history_title.setText(f"<b>Grades over time</b> \u00b7 patient {html.escape(case.patient_id)}")
+            self.history.set_history(None, case.id, "Reading the patient's history\u2026")
+        else:
+            self.history_title.setText("<b>Grades over time</b>")
+            self.history.set_history(None, case.id, "No patient ID entered: no history to plot.")
         self.open_button.setToolTip("Show the image with its heat map, review it there" if check is None or check.ok
                                     else "Show the case; its file is not the one that was graded")
         self._show_picture()
+
+    def show_history(self, case_id: int, history) -> None:
+        """The patient's history (CaseLog.history), when it belongs to the case still shown."""
+        if self.case is not None and self.case.id == case_id:
+            self.history.set_history(history, case_id)
 
     def _show_picture(self) -> None:
         if self.case is None:

@@ -2,14 +2,15 @@
 
 Recording skips an answer the case already holds (the same model, the same bytes, the same
 sub-labels): a new heat-map target or opening the image again grades it again, but adds
-nothing the log does not know.
+nothing the log does not know. A DICOM's new case takes the patient ID, eye and visit date
+from the file (the clinician edits them in the review box); details the log refuses are left blank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.cases import Case, CaseLog, FileCheck
+from engine.cases import Case, CaseLog, CaseLogError, FileCheck
 from engine.cases.log import hash_image
 from engine.results import GradeResult
 
@@ -37,7 +38,20 @@ def record_answer(log: CaseLog, path: str, result: GradeResult, sha: str | None,
         if sublabels is not None and case.sublabels != dict(sublabels):
             case = log.set_sublabels(case.id, sublabels)
         return case
-    return log.record(result, path, sublabels=sublabels, image_sha256=sha)
+    details = _file_details(path) if case is None else {}
+    try:
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha, **details)
+    except CaseLogError:
+        if not any(details.values()):
+            raise
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha)  # the file's details refused: none
+
+
+def _file_details(path: str) -> dict[str, str | None]:
+    """A DICOM's patient ID, eye and visit date for its new case (engine.dicom.case_details); none for other files."""
+    from engine.dicom import case_details
+
+    return case_details(path, {})[0]
 
 
 def review(log: CaseLog, case_id: int, grade: int | None, note: str | None) -> Case:

@@ -236,6 +236,9 @@ class CasesPanel(QWidget):
     def _show_detail(self, case_id: int, loaded) -> None:
         if case_id == self._detail_for:
             self.detail.show_case(*loaded)
+            patient = loaded[0].patient_id
+            if patient:
+                self._read(lambda log: log.history(patient), lambda h: self.detail.show_history(case_id, h))
 
     def reload_detail(self) -> None:
         """Read the shown case again (it was reviewed or edited)."""

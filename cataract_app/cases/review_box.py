@@ -107,7 +107,7 @@ class ReviewBox(QGroupBox):
         details.addWidget(self.patient, 1)
         details.addWidget(self.eye)
         details.addWidget(self.visit)
-        buttons = QHBoxLayout()
+        buttons = self._buttons = QHBoxLayout()
         buttons.addWidget(self.reopen_button)
         buttons.addStretch(1)
         buttons.addWidget(self.next_button)
@@ -118,6 +118,14 @@ class ReviewBox(QGroupBox):
                 grid.addWidget(item, row, 0)
             else:
                 grid.addLayout(item, row, 0)
+
+    def add_action(self, action) -> QPushButton:
+        """A button for a window action (e.g. the report) beside Reopen; it triggers the action."""
+        button = QPushButton(action.text().replace("&", ""))
+        button.setToolTip(action.statusTip())
+        button.clicked.connect(action.trigger)
+        self._buttons.insertWidget(1, button)
+        return button
 
     # ---- showing ------------------------------------------------------------------------------------
     def set_unavailable(self, reason: str | None) -> None:

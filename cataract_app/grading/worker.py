@@ -8,6 +8,7 @@ not started, and their answers never reach the window. Each ticket ends with
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -54,11 +55,14 @@ class GraderWorker(QObject):
         self._factory = factory
         self._grader = None
         self._load_error: str | None = None
+        self.lock = threading.Lock()  # one user of the Grader at a time (this thread, a batch, a report)
 
     @Slot(object)
     def load(self, options: LoadOptions) -> None:
         try:
-            self._grader, summary = self._factory(options)
+            grader, summary = self._factory(options)
+            with self.lock:
+                self._grader = grader
         except Exception as e:  # noqa: BLE001  (every failure must reach the user)
             self._load_error = user_message(e)
             self.model_failed.emit(self._load_error)
@@ -72,7 +76,8 @@ class GraderWorker(QObject):
                 return
             if self._grader is None:
                 raise ModelNotReady(self._load_error or "the model is not loaded")
-            result = self._grader.grade(ticket.image, ticket.request)
+            with self.lock:
+                result = self._grader.grade(ticket.image, ticket.request)
             if ticket.source and getattr(result, "source", None) is None:
                 result = replace(result, source=ticket.source)
             self.graded.emit(ticket, result)
@@ -114,6 +119,16 @@ class GradingService(QObject):
 
     def load(self, options: LoadOptions) -> None:
         self._load_requested.emit(options)
+
+    @property
+    def grader(self):
+        """The loaded Grader (None before a model loaded); use it only while holding `lock`."""
+        return self._worker._grader
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the Grader works: batch grading and reports take it between files, so a click still grades."""
+        return self._worker.lock
 
     def submit(self, image: np.ndarray, request: GradeRequest, source: str | None = None) -> GradeTicket:
         """Queue `image` for grading as `request` asks; it supersedes every earlier ticket of its kind."""
