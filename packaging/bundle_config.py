@@ -54,9 +54,20 @@ DROP_FILES = (
     "PySide6/Qt/plugins/platforms/libqvnc.so", "PySide6/Qt/plugins/platforms/libqminimalegl.so",
     "PySide6/Qt/plugins/egldeviceintegrations/*", "PySide6/Qt/plugins/qmltooling/*",
     "PySide6/Qt/plugins/sqldrivers/*", "PySide6/Qt/plugins/designer/*",
-    "PySide6/Qt/translations/qtwebengine*", "PySide6/Qt/translations/assistant*",
-    "PySide6/Qt/translations/designer*", "PySide6/Qt/translations/linguist*",
+    "PySide6/Qt/translations/*",  # the app is in English and installs no QTranslator (7 MiB)
+    # torchvision's compiled ops are linked against CUDA and never load next to the CPU torch (engine.compat
+    # declares the schemas instead), so they and the CUDA libraries they need stay out (18 MiB).
+    "torchvision/_C.so", "torchvision.libs/*",
 )
+
+# Libraries shipped with their symbol tables; packaging/slim_bundle.py strips them after the build.
+STRIP_FILES = ("torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so", "torch/lib/libc10.so",
+               "torch/lib/libtorch.so", "torch/lib/libshm.so")
+
+
+def is_stripped(dest: str) -> bool:
+    """True for a bundle path that slim_bundle.py strips."""
+    return any(fnmatch(dest.replace("\\", "/"), pattern) for pattern in STRIP_FILES)
 
 
 REPORT_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "LICENSE_DEJAVU")

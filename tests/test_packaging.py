@@ -53,6 +53,8 @@ def test_exclusions_and_dropped_files_match_what_they_name():
     assert not cfg.is_excluded("PySide6.QtNetworkAuth")  # a name that only starts like an excluded one stays
     assert cfg.is_dropped("torch/bin/test_api") and cfg.is_dropped("torch\\lib\\libtorchbind_test.so")
     assert cfg.is_dropped("PySide6/Qt/plugins/platforms/libqvnc.so") and cfg.is_dropped("torch/test/Dict_test")
+    assert cfg.is_dropped("torchvision/_C.so") and cfg.is_dropped("PySide6/Qt/translations/qtbase_de.qm")
+    assert cfg.is_stripped("torch/lib/libtorch_cpu.so") and not cfg.is_stripped("PySide6/Qt/lib/libQt6Core.so.6")
     for kept in ("torch/lib/libtorch_cpu.so", "torch/bin/torch_shm_manager", "PySide6/Qt/plugins/platforms/libqxcb.so",
                  "PySide6/Qt/plugins/platforms/libqoffscreen.so", "resources/models/student/model.safetensors"):
         assert not cfg.is_dropped(kept), kept
