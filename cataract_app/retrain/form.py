@@ -35,6 +35,15 @@ FUSION_LABELS = {"concat": "Concatenated tokens + transformer (concat)", "coattn
 MAX_PROBLEMS_SHOWN = 200
 
 
+class PathEdit(QLineEdit):
+    """A path field whose Enter checks the typed path and nothing else (not the dialog's default button)."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()  # QLineEdit leaves Enter to the dialog, which would press "Choose folder..."
+
+
 def dataset_folder(text: str) -> tuple[Path | None, str]:
     """(folder, '') for a typed path naming a dataset folder or its labels.csv; (None, why not) otherwise."""
     path = Path(text).expanduser()
@@ -58,7 +67,7 @@ class DatasetBox(QGroupBox):
 
     def __init__(self, parent=None) -> None:
         super().__init__("1. Labelled images", parent)
-        self.path = QLineEdit()
+        self.path = PathEdit()
         self.path.setPlaceholderText("A folder with labels.csv and the photographs: type or paste it, then Enter")
         self.path.setClearButtonEnabled(True)
         self.choose = QPushButton("Choose folder\u2026")
