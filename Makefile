@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Where torch (and torchvision) come from. Empty, the default: pip's configured index, as always.
+# Where that index serves CUDA builds of torch (PyPI does on Linux: several GB), use the CPU ones:
+#   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu   (or export TORCH_INDEX_URL)
+TORCH_INDEX_URL ?=
 
 .PHONY: setup run test lint bench bundle selftest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL) torchvision==0.28.0) torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bundle]'
 	touch $(STAMP)
 

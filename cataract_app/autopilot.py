@@ -47,6 +47,7 @@ class Autopilot(QObject):
         window.installEventFilter(self)
         window.model_loaded.connect(lambda _s: self._mark("model_ready_s"))
         window.grade_shown.connect(self._on_grade)
+        window.input_refused.connect(self._on_refused)
         if self.unattended:
             window.error_shown.connect(self._on_error)
             QTimer.singleShot(TIMEOUT_S * 1000, lambda: self._fail(f"no result after {TIMEOUT_S} s"))
@@ -75,6 +76,12 @@ class Autopilot(QObject):
         if self.unattended and not self._done:
             self._done = True
             QTimer.singleShot(200, self._finish)  # let the layout settle before the picture
+
+    def _on_refused(self, _check) -> None:
+        """The input gate held the grade back: an unattended run shows (and saves) the refusal as the user sees it."""
+        if self.unattended and not self._done:
+            self._done = True
+            QTimer.singleShot(200, self._finish)
 
     def _enter_sublabels(self) -> None:
         form = self.window.form

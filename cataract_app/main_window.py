@@ -23,6 +23,7 @@ from cataract_app.cases.room import CasesRoom
 from cataract_app.cases.service import app_db_path
 from cataract_app.grading.compare_panel import ComparePanel
 from cataract_app.grading.grade_panel import GradePanel
+from cataract_app.grading.input_box import InputProblemsBox
 from cataract_app.grading.loading import LoadOptions, ModelSummary, build_grader
 from cataract_app.grading.sublabel_form import SubLabelForm
 from cataract_app.grading.worker import GradingService
@@ -32,6 +33,7 @@ from cataract_app.session import NO_TEACHER, GradingSession
 from cataract_app.status_line import StatusLine
 from cataract_app.viewer.image_bar import ImageBar
 from cataract_app.viewer.image_view import ImageView
+from cataract_app.viewer.lens_bar import LensBar, LensEditor
 from cataract_app.viewer.navigation import (
     RecentFiles,
     open_folder,
@@ -70,6 +72,7 @@ class MainWindow(QMainWindow):
     grade_shown = Signal(object)  # GradeResult now on screen
     error_shown = Signal(str)  # a message the user was shown
     model_loaded = Signal(object)  # ModelSummary
+    input_refused = Signal(object)  # InputCheck: the input gate held a grade back
 
     def __init__(
         self, options: LoadOptions | None = None, settings: QSettings | None = None, factory=None, store=None,
@@ -88,6 +91,7 @@ class MainWindow(QMainWindow):
         self.reader = ImageReader(self)
         self.service = GradingService(factory or build_grader, parent=self)
         self.session = GradingSession(_Backend(self.reader, self.service), cases=self.cases.service)
+        self.lens = LensEditor(self.view, self.lens_bar)  # the lens circle over the photograph
         self._connect()
         self._clinic_tools()
         self._restore_settings()
@@ -138,7 +142,9 @@ class MainWindow(QMainWindow):
         self.image_bar, self.view, self.overlay_bar = ImageBar(), ImageView(), OverlayBar()
         self.grade_panel, self.compare, self.form = GradePanel(), ComparePanel(), SubLabelForm()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar), stretch=1))
+        self.lens_bar, self.input_box = LensBar(), InputProblemsBox()
+        self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar, self.lens_bar), stretch=1))
+        self.grade_panel.layout().insertWidget(2, self.input_box)  # under the state line, over the grade
         column = (self.grade_panel, self.cases.review_box, self.compare, self.form)
         self.right_panel = _scrolling(_column(column, margins=(10, 4, 10, 10)))
         # the sub-label actions stay in view under the panel, at 1366x768 too
@@ -206,6 +212,9 @@ class MainWindow(QMainWindow):
         self.form.edited.connect(lambda: s.enter_sublabels(self.form.confirmed_values()))
         s.sublabels_restored.connect(self.form.set_values)
         self.cases.connect(s, [self.view, self.grade_panel], self.status, self.tabs)
+        self.lens.connect(s)
+        self.input_box.connect(s)
+        s.input_refused.connect(self.input_refused.emit)
 
     def _clinic_tools(self) -> None:
         """Batch grading and the PDF report (cataract_app.batch, cataract_app.cases.report), on the Cases toolbar too."""

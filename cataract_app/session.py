@@ -11,7 +11,13 @@ panels observe it through `Notice`s; the window connects them and hands the sess
 With a `CaseBackend` it also holds the current case of the case log: opening an image looks
 its case up, every new answer is recorded (the teacher's with the sub-labels it was given),
 and the clinician's review, the patient's details and the walk through the open cases in
-review order go to the log from here. Later it holds the lens circle too.
+review order go to the log from here.
+
+It holds the lens circle as well: the finder's (from the latest checked answer) or the one the
+clinician placed, which every later request of this image carries (GradeRequest.lens, source
+"given") until Reset. An answer whose input gate found problems is held back: the panels hear
+`input_refused` and see no grade until `grade_anyway`, which shows the held answers and records
+them with graded_anyway in the case's gate dict.
 """
 
 from __future__ import annotations
@@ -23,13 +29,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from cataract_app.grading.loading import ModelSummary
+from cataract_app.session_gate import LensGate
 from engine.cases import OPEN, Case, FileCheck
 from engine.choices import STUDENT, TEACHER
 from engine.request import SEVERITY, CamTarget, GradeRequest, cam_target
 from engine.results import GradeResult
+from engine.roi import Circle
 from engine.schema import SchemaError
 
 START_HINT = "Open a retro-illumination photograph (Ctrl+O) or drop one here."
+HELD = "No grade is shown: the input gate found problems with this photograph (listed below)."
 NO_TEACHER = "Sub-labels need a fusion teacher model and none is loaded; start the app with --teacher BUNDLE to use them."
 
 
@@ -66,8 +75,9 @@ class CaseBackend(Protocol):
     def lookup(self, path: str) -> None:
         """Hash the file and find its case; answer with case_found."""
 
-    def record(self, path: str, result: GradeResult, sublabels: Mapping[str, int | None] | None) -> None:
-        """Keep a new answer (and the sub-labels it was given) on the file's case; answer with case_saved."""
+    def record(self, path: str, result: GradeResult, sublabels: Mapping[str, int | None] | None,
+               gate: Mapping[str, Any] | None = None) -> None:
+        """Keep a new answer (the sub-labels it was given, the input gate's dict) on the file's case; answer with case_saved."""
 
     def review(self, case_id: int, grade: int | None, note: str | None) -> None:
         """Agree (grade None) or correct; answer with case_saved."""
@@ -82,7 +92,7 @@ class CaseBackend(Protocol):
         """The next open case in review order; answer with case_opened, or no_case_left."""
 
 
-class GradingSession:
+class GradingSession(LensGate):
     """One window's grading state and rules; observe its notices to show it."""
 
     def __init__(self, backend: GradingBackend, target: object = SEVERITY, cases: CaseBackend | None = None) -> None:
@@ -115,6 +125,13 @@ class GradingSession:
         self.case_changed = Notice()  # (Case or None, FileCheck or None): the case of the image on screen
         self.case_failed = Notice()  # (message): the case log refused or could not do something
         self.sublabels_restored = Notice()  # (values): the case's entered sub-labels, back in the form
+        self.lens: Circle | None = None  # the clinician's circle for this image; None: the finder's
+        self.found: Circle | None = None  # the finder's circle in the latest checked answer
+        self.held: dict[str, tuple[GradeRequest, GradeResult]] = {}  # role -> an answer kept off screen
+        self.acknowledged: frozenset[str] = frozenset()  # problem codes the clinician chose to grade anyway
+        self.lens_changed = Notice()  # (Circle or None, source FOUND / GIVEN / None): the circle to draw
+        self.input_refused = Notice()  # (InputCheck): the gate's problems; no grade until grade_anyway
+        self.input_passed = Notice()  # (InputCheck or None, graded_anyway): an answer is shown
 
     # ---- images ----------------------------------------------------------------------------------
     def open(self, path: str | Path, record: bool = True) -> None:
@@ -125,6 +142,7 @@ class GradingSession:
         self.sublabels, self.teacher_stale = {}, False
         self.case, self.case_check, self._restored = None, None, False
         self.recording = record and self._cases is not None
+        self._forget_lens()
         self.opening.emit(self.path)
         self.case_changed.emit(None, None)
         if self.recording:
@@ -170,7 +188,7 @@ class GradingSession:
             return
         waiting = "Loading model\u2026 the image is graded as soon as it is ready." if self.summary is None else "Grading\u2026"
         self.state.emit(waiting, True, False)
-        self._backend.submit(self.image, GradeRequest(target=self.target), self.path)
+        self._backend.submit(self.image, GradeRequest(target=self.target, lens=self.lens), self.path)
 
     def enter_sublabels(self, values: Mapping[str, int | None]) -> None:
         """The form's confirmed values changed; the teacher's answer may no longer match them."""
@@ -184,7 +202,8 @@ class GradingSession:
         if values is not None:
             self.enter_sublabels(values)
         try:
-            request = GradeRequest(sublabels=self.sublabels, schema=self.summary.schema, target=self.target)
+            request = GradeRequest(sublabels=self.sublabels, schema=self.summary.schema, target=self.target,
+                                   lens=self.lens)
         except SchemaError as e:
             self._fail(str(e), keep_result=True)
             return
@@ -194,15 +213,38 @@ class GradingSession:
     def set_target(self, target: object) -> None:
         """The heat map should explain something else: grade again, asking the same answers."""
         self.target = cam_target(target)
+        self._regrade()
+
+    def _regrade(self) -> None:
+        """Grade the image on screen again, asking the same answers (the teacher's when sub-labels were entered)."""
         if self.image is None or self.summary is None:
             return
+        teacher_asked = (self.teacher is not None or TEACHER in self.held) and any(
+            v is not None for v in self.sublabels.values())
         self.grade()
-        if self.teacher is not None and any(v is not None for v in self.sublabels.values()):
+        if teacher_asked:
             self.grade_with_sublabels()
 
     def accept(self, request: GradeRequest, result: GradeResult) -> None:
         """An answer to `request` arrived (only answers for the image on screen are passed on)."""
         kind = request.role
+        if request.lens != self.lens:
+            return  # asked with a circle since moved or reset: its answer is on its way
+        self._show_lens(result)
+        if self._must_hold(result):
+            self.held[kind] = (request, result)
+            if kind == STUDENT:
+                self.student = None
+                self.cam_result = None
+                self.cam_changed.emit(None)
+            self.state.emit(HELD, False, kind == TEACHER)
+            self.input_refused.emit(result.input)
+            self.note.emit("The input gate found problems; press Grade anyway to see the grade.", 8000)
+            return
+        self.held.pop(kind, None)
+        anyway = self.graded_anyway(result)
+        if kind == STUDENT or anyway:
+            self.input_passed.emit(result.input, anyway)
         if kind == STUDENT:
             self.student = result
         else:
@@ -219,7 +261,8 @@ class GradingSession:
         self.note.emit(text, 6000)
         self.answered.emit(kind, result)  # last: everything about it is on screen when observers hear of it
         if self.recording:
-            self._cases.record(self.path, result, result.sublabels_used if kind == TEACHER else None)
+            gate = None if result.input is None else result.input.to_dict(graded_anyway=anyway)
+            self._cases.record(self.path, result, result.sublabels_used if kind == TEACHER else None, gate)
         if kind == STUDENT:
             self._restore_sublabels()
 
@@ -247,6 +290,7 @@ class GradingSession:
             self.path, self.image = case.image_path, None
             self.student = self.teacher = self.cam_result = None
             self.sublabels, self.teacher_stale, self.recording = {}, False, False
+            self._forget_lens()
             self.opening.emit(self.path)
             self.image_changed.emit(self.path, None)
             self.cam_changed.emit(None)

@@ -288,6 +288,10 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{p} is a file, but a model bundle is a folder holding {WEIGHTS_FILE} and {CARD_FILE}")
     card_path = p / CARD_FILE
     if not card_path.is_file():
+        inner = p / "bundle"
+        if (inner / CARD_FILE).is_file():  # a training run folder: its model is RUNDIR/bundle
+            raise BundleError(f"{p} is a training run folder, not a model bundle; its model is {inner} "
+                              f"(pass {inner})")
         raise BundleError(f"{p} has no {CARD_FILE}, so it is not a model bundle")
     try:
         data = load_card_json(card_path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from engine.errors import EngineError
@@ -182,7 +183,7 @@ def load_checkpoint(
         extra = load_file(str(folder / EXTRA_FILE))
     except FileNotFoundError as e:
         raise CheckpointError(f"no complete checkpoint in {folder} ({Path(e.filename).name} is missing)") from None
-    except (OSError, ValueError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as e:
         raise CheckpointError(f"the checkpoint in {folder} is damaged ({e})") from None
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{folder} is not a training checkpoint of this app")

@@ -193,6 +193,13 @@ def hold_folder_lock(folder: Path) -> None:
     _held_locks[key] = fd
 
 
+def release_folder_lock(folder: Path) -> None:
+    """Drop this process's lock on `folder` (before the folder is removed); a no-op when it holds none."""
+    fd = _held_locks.pop(str(folder.resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
 def _lock_fd(fd: int) -> None:
     try:
         import fcntl

@@ -39,8 +39,12 @@ from engine.request import GradeRequest, GraderError
 from engine.resources import default_model_dir, has_card
 from engine.results import GradeResult, ModelInfo
 
-__all__ = ["Grader", "GraderError", "GradeRequest"]
+__all__ = ["Grader", "GraderError", "GradeRequest", "NonFiniteOutputError"]
 STUDENT_REQUEST = GradeRequest()
+
+
+class NonFiniteOutputError(GraderError):
+    """The model answered a photograph with NaN or infinite scores: no grade can be read from them."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class Grader:
         t1 = time.perf_counter()
         prep = prepare(rgb, loaded.transform, request.lens, request.check_input, self.gate_config, shape)
         r = self._grade_prepared([prep], loaded, request, (time.perf_counter() - t1) * 1e3)[0]
+        if isinstance(r, GraderError):
+            raise r
         timings = {"decode_ms": (t1 - t0) * 1e3, **r.timings_ms, "total_ms": (time.perf_counter() - t0) * 1e3}
         return replace(r, timings_ms=timings, source=source)
 
@@ -148,8 +154,11 @@ class Grader:
         return sub.expand(n, -1), mask.expand(n, -1)
 
     def _grade_prepared(self, preps: list[Prepared], loaded: _Loaded, request: GradeRequest,
-                        prep_ms: float) -> list[GradeResult]:
-        """Grade a batch of prepared photographs: one forward pass, the OOD check on its features, the heat maps."""
+                        prep_ms: float) -> list[GradeResult | NonFiniteOutputError]:
+        """Grade a batch of prepared photographs: one forward pass, the OOD check on its features, the heat maps.
+
+        A photograph whose scores (or heat map) are not finite gets a NonFiniteOutputError in its place.
+        """
         n = len(preps)
         x = torch.stack([p.x for p in preps]).to(self.device, memory_format=torch.channels_last)
         scorer = getattr(loaded.model, "ood_scorer", None)
@@ -165,11 +174,16 @@ class Grader:
         head_ms = (t3 - t2) * 1e3
         crop = loaded.model.preprocess_cfg.crop
         results = []
+        finite = np.isfinite(probs).all(axis=1) & torch.isfinite(logits).all(dim=1).cpu().numpy()
         for i, prep in enumerate(preps):
             heat = None
-            if weigh is not None:
+            if weigh is not None and finite[i]:
                 raw = weigh.heat(maps[0][i : i + 1], maps[1][i : i + 1])
-                heat = place_heat(raw, prep.box, *prep.shape, prep.circle)
+                finite[i] = bool(np.isfinite(raw).all())
+                heat = place_heat(raw, prep.box, *prep.shape, prep.circle) if finite[i] else None
+            if not finite[i]:
+                results.append(_nonfinite(loaded, heat_map=weigh is not None and np.isfinite(probs[i]).all()))
+                continue
             checked = finish(prep, crop, None if pooled is None else pooled[i], scorer)
             gate_ms = checked.timings_ms.get("total_ms", 0.0)
             p = probs[i]
@@ -270,5 +284,16 @@ class Grader:
         for p, prep, err in pending:
             if prep is None:
                 yield p, None, err
+                continue
+            r = next(results)
+            if isinstance(r, GraderError):
+                yield p, None, str(r)
             else:
-                yield p, replace(next(results), source=p), None
+                yield p, replace(r, source=p), None
+
+
+def _nonfinite(loaded: _Loaded, heat_map: bool) -> NonFiniteOutputError:
+    what = "an infinite or NaN heat map" if heat_map else "NaN or infinite scores"
+    return NonFiniteOutputError(
+        f"the {loaded.card.role} model {loaded.card.name!r} gave {what} for this photograph, so it has no grade; "
+        "its weights are damaged or badly trained (retrain it, or switch back with `cataract-grade models revert`)")

@@ -331,7 +331,7 @@ class ModelStore:
             os.replace(tmp, run / BUNDLE_DIR)
         except (OSError, shutil.Error) as e:
             shutil.rmtree(run, ignore_errors=True)
-            detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:200]
+            detail = _copy_failure(e)
             raise StoreError(f"{path} could not be copied into the store ({detail}); nothing was changed") from None
         return run / BUNDLE_DIR
 
@@ -340,3 +340,12 @@ class ModelStore:
             # Keep the damaged file for whoever wants to see what went wrong.
             os.replace(self.active_file, self.active_file.with_name(f"{ACTIVE_FILE}.damaged-{int(time.time())}"))
         atomic_write_text(self.active_file, json.dumps(state, indent=2) + "\n")
+
+
+def _copy_failure(e: OSError) -> str:
+    """Why a copy failed, in a few words: shutil.Error carries a list of (source, target, reason) per file."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        reasons = [str(item[2]) if isinstance(item, tuple) and len(item) == 3 else str(item) for item in e.args[0]]
+        first = re.sub(r"^\[Errno \d+\] ", "", reasons[0])
+        return first[:200] + (f", and {len(reasons) - 1} more file(s)" if len(reasons) > 1 else "")
+    return e.strerror or str(e)[:200] or type(e).__name__

@@ -28,7 +28,10 @@ class ProgressEvent:
         return {"event": self.kind, **asdict(self)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        """Strict JSON: a non-finite number (a diverged loss) is written as null, read back as NaN."""
+        from engine.outputs import json_line
+
+        return json_line(self.to_dict())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,8 +132,9 @@ def parse_event(data: Mapping[str, Any]) -> ProgressEvent | None:
     cls = EVENT_TYPES.get(data.get("event")) if isinstance(data, Mapping) else None
     if cls is None:
         return None
+    floats = {f.name for f in fields(cls) if isinstance(f.default, float)}
     known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    return cls(**{k: float("nan") if v is None and k in floats else v for k, v in data.items() if k in known})
 
 
 def parse_line(line: str) -> ProgressEvent | None:

@@ -11,12 +11,13 @@ deleted checkpoint.old, an interrupted bundle swap) can be cleared without harmi
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from engine.checkpoint import STATE_FILE, CheckpointError, recover_checkpoint
-from engine.fsutil import atomic_write_text, hold_folder_lock, remove_tree, stale_temps
+from engine.fsutil import atomic_write_text, hold_folder_lock, release_folder_lock, remove_tree, stale_temps
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "cataract-grader-run"
@@ -62,6 +63,14 @@ def prepare_run_folder(out: str | Path, job: str, resume: bool) -> None:
     if _marker_job(out) is None:
         marker = {"format": RUN_FORMAT, "job": job, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_text(out / RUN_FILE, json.dumps(marker) + "\n")
+
+
+def remove_if_nothing_to_keep(out: Path) -> None:
+    """After a job failed in a folder it made: remove the folder unless it holds a checkpoint or a bundle."""
+    if not out.is_dir() or any((out / n).exists() for n in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old", BUNDLE_DIR)):
+        return
+    release_folder_lock(out)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def clear_leftovers(out: Path) -> None:

@@ -166,6 +166,8 @@ class Schema:
         name -> int or None. Raises SchemaError listing every problem found.
         """
         problems = [f"unknown sub-label {k!r}" for k in values if k not in self.names]
+        if problems:
+            problems[-1] += f" (the sub-labels are {', '.join(self.names)})"
         out: dict[str, int | None] = {}
         for s in self.sublabels:
             v = values.get(s.name)

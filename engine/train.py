@@ -111,11 +111,27 @@ class _Run:
 
 
 def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
-    """Run one job to completion (or early stop); returns the new bundle's path."""
-    from engine.data.preflight import verify_images
+    """Run one job to completion (or early stop); returns the new bundle's path.
 
+    A job that fails in a folder it made (new or empty) and leaves nothing to resume removes that folder.
+    """
     cfg.check()
     cancel = cancel or CancelToken()
+    out = Path(cfg.out)
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    try:
+        return _run_job(cfg, progress, cancel)
+    except Exception:
+        if fresh:
+            from engine.runfolder import remove_if_nothing_to_keep
+
+            remove_if_nothing_to_keep(out)
+        raise
+
+
+def _run_job(cfg: TrainConfig, progress: ProgressCallback, cancel: CancelToken) -> TrainResult:
+    from engine.data.preflight import verify_images
+
     run = _prepare(cfg, progress)
     run.log(StartEvent(
         job=cfg.job, epochs=cfg.epochs, start_epoch=run.start_epoch, n_train=len(run.parts["train"]),
@@ -389,7 +405,11 @@ def _write_bundle(run: _Run):
     from engine.metrics import fit_temperature
 
     cfg, model, schema = run.cfg, run.model, run.manifest.schema
-    model.load_state_dict(safetensors.torch.load_file(str(run.best_path)))
+    try:
+        model.load_state_dict(safetensors.torch.load_file(str(run.best_path)))
+    except (safetensors.SafetensorError, OSError) as e:
+        raise TrainError(f"the best weights {run.best_path} could not be read back ({e}); the disk may be full or "
+                         "failing; the checkpoint is kept, so --resume can continue once it is fixed") from None
     val_preds = predict_loader(model, run.role, run.val_loader, run.device)
     temperature = fit_temperature(val_preds.logits, val_preds.grades)
     metrics = {"val": val_preds.metrics(temperature)}

@@ -1,7 +1,8 @@
 """The fault-injection cases of issue #17, shared by tests/test_faults.py and benchmarks/fault_injection.py
 (which also runs them against another checkout, for a before/after table). One function per case, in
-fault_files.py (bombs, labels.csv, card sizes), fault_jobs.py (killed jobs, undecoded images) and
-fault_store.py (the model store); the table of cases is here.
+fault_files.py (bombs, labels.csv, card sizes), fault_jobs.py (killed jobs, undecoded images),
+fault_store.py (the model store) and fault_outputs.py (non-finite outputs, failing writes, batch output);
+the table of cases is here.
 
 A case does one hostile or unlucky thing and returns what happened in one line. `outcome()`
 turns a refusal into "refused: <sentence>", a crash into "CRASH <type>: ...", and a missing
@@ -38,6 +39,20 @@ from fault_jobs import (
     temps_of_killed_writes,
     train_killed_by_sigkill,
     truncated_test_image,
+)
+from fault_outputs import (
+    cam_names_taken_by_folders,
+    csv_disk_full,
+    csv_file_size_limit,
+    csv_killed_midway,
+    grade_nonfinite,
+    heat_map_names_collide,
+    predict_json_nonfinite,
+    predict_text_nonfinite,
+    progress_event_nan_loss,
+    promote_shutil_error,
+    train_safetensor_error,
+    unsupported_files_in_dir,
 )
 from fault_store import (
     huge_backbone_card,
@@ -128,6 +143,7 @@ def _one_line(e: BaseException) -> str:
 
 B, K, S, D, N, H = ("1 decompression bombs", "2 killed training runs", "3 model store", "6 undecoded images",
                     "8 lenient numbers", "9 hostile sizes")
+F, W, G = "4 non-finite outputs", "5 failing writes", "7 batch output gaps"
 STEPS = ["checkpoint.started", "checkpoint.model-written", "checkpoint.extra-written", "checkpoint.state-written",
          "checkpoint.old-moved", "checkpoint.new-moved", "checkpoint.old-removing"]
 
@@ -179,6 +195,30 @@ CASES += [
          "models list exit 0, 1 bundle(s) listed"),
     Case(S, "promote a bundle from outside onto a full disk", promote_with_a_full_disk,
          "could not be copied into the store (No space left on device); nothing was changed"),
+    Case(F, "predict --json, finite weights whose scores overflow (head weights 3e38)", predict_json_nonfinite,
+         "exit 2; stdout 1 line(s), all valid JSON; the student model 'fault-student' gave NaN or infinite scores"),
+    Case(F, "predict (text), same bundle", predict_text_nonfinite, "exit 2; the student model 'fault-student' gave NaN "
+         "or infinite scores for this photograph, so it has no grade"),
+    Case(F, "Grader.grade, same bundle", grade_nonfinite, "gave NaN or infinite scores for this photograph"),
+    Case(F, "train --progress json, an epoch with a NaN loss", progress_event_nan_loss,
+         "1 line(s), all valid JSON; read back as train_loss nan"),
+    Case(W, "predict --csv, the disk fills at the 3rd row", csv_disk_full,
+         "(No space left on device); the 2 row(s) written before are kept in"),
+    Case(W, "predict --csv, files may not grow past 1500 bytes (RLIMIT_FSIZE)", csv_file_size_limit,
+         "(File too large); the ",
+         long=True),
+    Case(W, "real SIGKILL of predict --csv at the 4th of 6 rows", csv_killed_midway,
+         "SIGKILLed; grades.csv.partial holds 3 row(s)", long=True),
+    Case(W, "predict --cam-dir, every heat-map path taken by a folder", cam_names_taken_by_folders,
+         "exit 2; files written []; error: 2 heat map file(s) could not be written"),
+    Case(W, "train: best.safetensors damaged on disk during epoch 1", train_safetensor_error,
+         "exit 2; last event error: the best weights"),
+    Case(W, "promote: the copy fails with shutil.Error (a full disk)", promote_shutil_error,
+         "could not be copied into the store (No space left on device); nothing was changed"),
+    Case(G, "predict --dir with a .gif and a .webp beside a photograph", unsupported_files_in_dir,
+         "exit 0; 3 files, 3 CSV rows, 3 JSON objects; clip.gif: it has the extension '.gif'"),
+    Case(G, "heat maps of a/x.png, b/x.png, x.png and x.tif", heat_map_names_collide,
+         "4 inputs, 4 heat maps: ['a/x.png_cam.png', 'b/x.png_cam.png', 'x.png_cam.png', 'x.tif_cam.png']"),
     Case(D, "truncated image in the test split", truncated_test_image, "after 0 epoch(s):"),
     Case(D, "same, 3 epochs", lambda c: truncated_test_image(c, 3), "after 0 epoch(s):", long=True),
     Case(N, "grades 0_7, ٧ and 3_0 in labels.csv", lenient_grades, "rows accepted: none; refused: labels.csv:2: "

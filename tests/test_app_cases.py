@@ -150,13 +150,18 @@ def test_patient_eye_and_visit_are_entered_for_the_case_and_a_bad_date_is_refuse
     assert "is not a date" in box.warning.text() and stored(db, case.id).visit_date == "2026-05-01"
 
 
+def answered(w) -> bool:
+    """The student answered the image on screen: shown, or held back by the input gate (noise images are)."""
+    return w.student is not None or w.session.refused is not None
+
+
 def _prefilled(db, tmp_path, n=4):
     """n open cases answered by another model, most uncertain last recorded."""
     with CaseLog.open(db) as log:
         ids = []
         for i in range(n):
             probs = tuple(1 / 8 for _ in range(8)) if i == n - 1 else None
-            path = write_image(tmp_path / f"old{i}.png", seed=50 + i)
+            path = write_disc(tmp_path / f"old{i}.png", radius=12 + 3 * i)  # one the input gate lets through
             ids.append(log.record(result(path, grade=i, probs=probs)).id)
         return ids
 
@@ -175,7 +180,7 @@ def test_next_walks_the_open_cases_in_review_order(qtbot, tiny_bundles, tmp_path
             expected = log.next_for_review(1, skip=skip)[0].id
         w.actions_by_name["review_next"].trigger()
         qtbot.waitUntil(lambda: w.session.case is not None and w.session.case.id not in seen, timeout=WAIT_MS)
-        qtbot.waitUntil(lambda: w.student is not None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: answered(w), timeout=WAIT_MS)
         idle(qtbot, w)
         assert w.session.case.id == expected and w.tabs.currentIndex() == 0
         seen.append(expected)
@@ -194,7 +199,7 @@ def test_next_walks_the_open_cases_in_review_order(qtbot, tiny_bundles, tmp_path
 def test_opening_a_case_shows_its_answers_and_warns_when_its_file_changed_or_moved(qtbot, window, db, tmp_path):
     ids = _prefilled(db, tmp_path, n=3)
     window.cases.open_case(ids[0])
-    qtbot.waitUntil(lambda: window.session.case is not None and window.student is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.session.case is not None and answered(window), timeout=WAIT_MS)
     idle(qtbot, window)
     box = window.cases.review_box
     assert window.session.case.id == ids[0] and window.view.has_image() and box.warning.isHidden()
@@ -203,7 +208,7 @@ def test_opening_a_case_shows_its_answers_and_warns_when_its_file_changed_or_mov
     write_image(tmp_path / "old1.png", seed=999)  # edited since it was graded
     window.cases.open_case(ids[1])
     qtbot.waitUntil(lambda: window.session.case is not None and window.session.case.id == ids[1], timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window.student is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: answered(window), timeout=WAIT_MS)
     idle(qtbot, window)
     assert window.session.case_check.state == "changed" and "has changed since it was graded" in box.warning.text()
     assert not window.session.recording and len(stored(db, ids[1]).answers) == 1

@@ -18,7 +18,7 @@ WAIT_MS = 60_000
 def images(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    paths = [write_disc(folder / f"eye{i}.png", 10 + 6 * i) for i in (1, 2, 10)]
+    paths = [write_disc(folder / f"eye{i}.png", 10 + 6 * i) for i in (1, 2, 3)]
     (folder / "notes.txt").write_text("not an image")
     return paths
 

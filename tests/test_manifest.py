@@ -235,7 +235,7 @@ def test_invalid_schema_json(tmp_path):
     (root / "schema.json").write_text("{not json")
     report = validate_dataset(root)
     assert len(report.problems) == 1
-    assert str(report.problems[0]).startswith("schema.json:0: schema.json is invalid:")
+    assert str(report.problems[0]).startswith("schema.json: schema.json is invalid:")
 
 
 def test_utf8_bom_is_accepted(tmp_path):

@@ -79,7 +79,8 @@ def test_opening_looks_the_case_up_and_every_answer_is_recorded(session, log, tm
     session.grade_with_sublabels({"central_involvement": 2})
     session.enter_sublabels({"central_involvement": 0})  # edited while the teacher works: it answered with 2
     session.accept(teacher, answer(teacher, 4))
-    (p1, r1, s1), (p2, r2, s2) = session._cases.named("record")
+    (p1, r1, s1, g1), (p2, r2, s2, g2) = session._cases.named("record")
+    assert g1 is None and g2 is None  # these answers carry no input check
     assert (p1, r1.model.role, s1) == (path, "student", None)
     full = {n: (2 if n == "central_involvement" else None) for n in DEFAULT_SCHEMA.names}
     assert (p2, r2.model.role, s2) == (path, "teacher", full)  # the values the teacher was given

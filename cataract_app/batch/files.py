@@ -24,7 +24,8 @@ class BatchInputs:
 
 
 def folder_images(folder: str | Path) -> list[str]:
-    """Every readable-looking image below `folder`, sorted: exactly the files of `predict --dir FOLDER`."""
+    """Every readable-looking image below `folder`, sorted: the images `predict --dir FOLDER` grades (it also gives
+    every other file a row that says why it was not graded)."""
     return sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
 
 

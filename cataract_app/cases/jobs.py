@@ -2,13 +2,16 @@
 
 Recording skips an answer the case already holds (the same model, the same bytes, the same
 sub-labels): a new heat-map target or opening the image again grades it again, but adds
-nothing the log does not know. A DICOM's new case takes the patient ID, eye and visit date
-from the file (the clinician edits them in the review box); details the log refuses are left blank.
+nothing the log does not know; only a changed input-gate dict (the clinician moved the lens
+circle, or chose to grade anyway) is stored then. A DICOM's new case takes the patient ID, eye
+and visit date from the file (the clinician edits them in the review box); details the log
+refuses are left blank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from engine.cases import Case, CaseLog, CaseLogError, FileCheck
 from engine.cases.log import hash_image
@@ -30,21 +33,27 @@ def is_repeat(case: Case, result: GradeResult, sha: str) -> bool:
 
 
 def record_answer(log: CaseLog, path: str, result: GradeResult, sha: str | None,
-                  sublabels: Mapping[str, int | None] | None) -> Case:
-    """The file's case with this answer on it (a new case, one more answer, or as it was when it is a repeat)."""
+                  sublabels: Mapping[str, int | None] | None, gate: Mapping[str, Any] | None = None) -> Case:
+    """The file's case with this answer on it (a new case, one more answer, or as it was when it is a repeat).
+
+    gate: the input gate's dict to store (default: the result's own, graded_anyway False).
+    """
     sha = sha or hash_image(path)
     case = log.find_hash(sha)
     if case is not None and is_repeat(case, result, sha):
         if sublabels is not None and case.sublabels != dict(sublabels):
             case = log.set_sublabels(case.id, sublabels)
+        if gate is not None and case.gate != dict(gate):
+            case = log.set_gate(case.id, dict(gate))
         return case
     details = _file_details(path) if case is None else {}
+    given = None if gate is None else dict(gate)
     try:
-        return log.record(result, path, sublabels=sublabels, image_sha256=sha, **details)
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=given, **details)
     except CaseLogError:
         if not any(details.values()):
             raise
-        return log.record(result, path, sublabels=sublabels, image_sha256=sha)  # the file's details refused: none
+        return log.record(result, path, sublabels=sublabels, image_sha256=sha, gate=given)  # details refused: none
 
 
 def _file_details(path: str) -> dict[str, str | None]:

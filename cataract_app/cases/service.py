@@ -75,10 +75,12 @@ class CaseService(QObject):
             self.writer.submit(lambda log: self._lookup(log, path), lambda found: self.session.case_found(path, found),
                                lambda _message: None)  # an unreadable file is said by the image reader
 
-    def record(self, path: str, result: GradeResult, sublabels: Mapping[str, int | None] | None) -> None:
+    def record(self, path: str, result: GradeResult, sublabels: Mapping[str, int | None] | None,
+               gate: Mapping[str, Any] | None = None) -> None:
         if self.error is None:
             subs = None if sublabels is None else dict(sublabels)
-            self._write(lambda log: jobs.record_answer(log, path, result, self._hashes.get(path), subs), path)
+            given = None if gate is None else dict(gate)
+            self._write(lambda log: jobs.record_answer(log, path, result, self._hashes.get(path), subs, given), path)
 
     def review(self, case_id: int, grade: int | None, note: str | None) -> None:
         self._write(lambda log: jobs.review(log, case_id, grade, note))

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--store", metavar="DIR", help="store folder (default: CATARACT_GRADER_HOME or the app's folder)")
     for q in (listing, active):
         q.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.add_argument("--runs", metavar="DIR", action="append",
+                         help="also list the bundles trained into this folder (DIR/*/bundle, as `train --out "
+                              "DIR/NAME` writes them); repeatable; default: ./runs when it exists")
 
 
 def _card_row(path, card, active: bool) -> dict:
@@ -84,16 +87,58 @@ def _show(store, args: argparse.Namespace) -> int:
         return 0
     resolved = {p.resolve() for p in active.values()}
     skipped: list[str] = []
-    rows = [_card_row(p, c, p.resolve() in resolved) for p, c in store.list_bundles(skipped)]
+    listed = store.list_bundles(skipped)
+    rows = [_card_row(p, c, p.resolve() in resolved) for p, c in listed]
+    in_store = {p.resolve() for p, _c in listed}
+    trained = [_card_row(p, c, p.resolve() in resolved) for p, c in _trained_here(args, skipped)
+               if p.resolve() not in in_store]
     for problem in skipped:
         print(f"warning: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"store": str(store.root), "bundles": rows}))
+        print(json.dumps({"store": str(store.root), "bundles": rows, "trained": trained}))
         return 0
-    for r in rows:
-        mark = "*" if r["active"] else " "
-        print(f"{mark} {r['role']:8s} {r['name'][:28]:28s} {r['model_id']:16s} {r['arch'][:16]:16s} "
-              f"acc {_fmt(r['val_acc'])}  qwk {_fmt(r['val_qwk'])}  {r['created']}  {r['path']}")
+    _table(rows)
     if not rows:
         print(f"no bundles in {store.root} and no shipped defaults installed")
+    if trained:
+        print(f"\ntrained, not in the store ({', '.join(str(d) for d in _runs_dirs(args))}):")
+        _table(trained)
+    print("\n* = active.  Make a bundle active: cataract-grade models promote PATH/TO/bundle   "
+          "(switch back: cataract-grade models revert ROLE)")
     return 0
+
+
+def _table(rows: list[dict]) -> None:
+    """One line per bundle; the name column is as wide as the longest name (names are never cut)."""
+    width = max([len(r["name"]) for r in rows] + [4])
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        print(f"{mark} {r['role']:8s} {r['name']:{width}s} {r['model_id']:16s} {r['arch']:16s} "
+              f"acc {_fmt(r['val_acc'])}  qwk {_fmt(r['val_qwk'])}  {r['created']}  {r['path']}")
+
+
+def _runs_dirs(args: argparse.Namespace) -> list:
+    from pathlib import Path
+
+    if args.runs:
+        return [Path(d) for d in args.runs]
+    return [Path("runs")] if Path("runs").is_dir() else []
+
+
+def _trained_here(args: argparse.Namespace, problems: list[str]) -> list:
+    """(path, card) of every bundle in the --runs folders that lies outside the store; unreadable ones skipped."""
+    from engine.bundle import read_card
+
+    found = []
+    for folder in _runs_dirs(args):
+        if not folder.is_dir():
+            problems.append(f"{folder} is not a folder (--runs)")
+            continue
+        for path in sorted({*folder.glob("*/bundle"), *folder.glob("bundle")}):
+            if not (path / "card.json").is_file():
+                continue
+            try:
+                found.append((path, read_card(path)))
+            except Exception as e:  # noqa: BLE001  (one bad bundle never breaks the list)
+                problems.append(f"{path} is left out: {e}")
+    return found

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         problems = [{"file": p.file, "line": p.line, "message": p.message} for p in report.problems]
         print(json.dumps({"ok": report.ok, "problems": problems, "summary": report.summary}))
+    elif len(report.problems) == 1 and report.problems[0].line == 0 and not report.records:
+        print(report.problems[0].message)  # no folder or no labels.csv: a summary of zeros would say nothing more
     else:
         for p in report.problems:
             print(p)

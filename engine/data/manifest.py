@@ -60,7 +60,7 @@ class Problem:
     file: str = LABELS_FILE
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 class DatasetError(EngineError):
@@ -73,7 +73,10 @@ class DatasetError(EngineError):
         n = len(self.problems)
         shown = "; ".join(str(p) for p in self.problems[:3])
         more = f" (and {n - 3} more; `cataract-grade validate` lists them all)" if n > 3 else ""
-        super().__init__(f"{where} has {n} problem{'s' if n != 1 else ''}: {shown}{more}")
+        if n == 1 and self.problems[0].line == 0 and self.problems[0].file == LABELS_FILE:
+            super().__init__(self.problems[0].message)  # no folder, or no labels.csv: one sentence says it all
+        else:
+            super().__init__(f"{where} has {n} problem{'s' if n != 1 else ''}: {shown}{more}")
 
     def __reduce__(self):
         return (type(self), (self.problems, self.root))
@@ -133,7 +136,8 @@ def validate_dataset(
     used = _resolve_schema(root, schema, problems)
     labels = root / LABELS_FILE
     if not root.is_dir():
-        problems.append(Problem(0, f"the dataset folder {root} does not exist"))
+        what = "is not a folder" if root.exists() else "does not exist"
+        problems.append(Problem(0, f"the dataset folder {root} {what} (a dataset is a folder holding {LABELS_FILE})"))
     elif not labels.is_file():
         problems.append(Problem(0, f"there is no {LABELS_FILE} in {root}"))
     if problems:
