@@ -6,13 +6,16 @@ launcher's clock), so every figure is "seconds since the process was launched":
   bare_import    python -c "import torch, PySide6.QtWidgets"
   stack_forward  import torch, Qt, timm, grad-cam and the engine, load the models, grade once (with CAM)
   app            cataract-grader IMAGE --measure-startup: window shown, model ready, first grade on screen
+  frozen         with --frozen EXE: the same, started from the PyInstaller build (dist/CataractGrader/CataractGrader)
 
 The ratios on the last line (JSON) say what the app adds: window / bare_import is how
 close the window comes to the import floor, first_grade / stack_forward what the GUI,
 threads and drawing cost on top of the work itself. Repeats alternate the three so that
 machine noise hits them alike; medians are reported.
 
-Usage: python benchmarks/bench_startup.py [--repeats 3] [--model BUNDLE --teacher BUNDLE] [--image IMG]
+With --frozen the ratios add frozen_vs_source_window and frozen_vs_source_first_grade (goal: at most 1.1).
+
+Usage: python benchmarks/bench_startup.py [--repeats 3] [--model BUNDLE --teacher BUNDLE] [--image IMG] [--frozen EXE]
 Without --model the shipped bundles are used if present, else tiny untrained ones.
 """
 
@@ -37,7 +40,7 @@ STACK = """
 import os, sys, time
 import torch
 import PySide6.QtWidgets
-import engine.compat, timm, pytorch_grad_cam
+import engine.compat, timm
 from engine.infer import Grader
 g = Grader(student=sys.argv[1], teacher=sys.argv[2] or None, device="cpu")
 g.grade(sys.argv[3])
@@ -104,6 +107,7 @@ def main() -> int:
     parser.add_argument("--model")
     parser.add_argument("--teacher")
     parser.add_argument("--image")
+    parser.add_argument("--frozen", help="the frozen executable, measured side by side with the source app")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     py = sys.executable
@@ -112,12 +116,15 @@ def main() -> int:
         image = args.image or make_image(Path(tmp) / "eye.png")
         app_cmd = [py, "-m", "cataract_app", image, "--model", student, "--device", "cpu", "--measure-startup"]
         app_cmd += ["--teacher", teacher] if teacher else []
+        frozen_cmd = [args.frozen, *app_cmd[3:]] if args.frozen else None
         samples: dict[str, list[float]] = {}
         for i in range(args.repeats):
             bare = float(run_child([py, "-c", BARE.format(env=T0_ENV)], env))
             stack = float(run_child([py, "-c", STACK.format(env=T0_ENV), student, teacher, image], env))
             app = json.loads(run_child(app_cmd, env))
             row = {"bare_import_s": bare, "stack_forward_s": stack, **{f"app_{k}": v for k, v in app.items()}}
+            if frozen_cmd:
+                row.update({f"frozen_{k}": v for k, v in json.loads(run_child(frozen_cmd, env)).items()})
             for key, value in row.items():
                 samples.setdefault(key, []).append(value)
             print(f"run {i + 1}: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
@@ -132,6 +139,9 @@ def main() -> int:
             "window_vs_first_grade": round(med["app_window_s"] / med["app_first_grade_s"], 3),
         },
     }
+    if args.frozen:
+        report["ratios"]["frozen_vs_source_window"] = round(med["frozen_window_s"] / med["app_window_s"], 3)
+        report["ratios"]["frozen_vs_source_first_grade"] = round(med["frozen_first_grade_s"] / med["app_first_grade_s"], 3)
     print(json.dumps(report))
     return 0
 

@@ -34,10 +34,17 @@ from cataract_app.status_line import StatusLine
 from cataract_app.viewer.image_bar import ImageBar
 from cataract_app.viewer.image_view import ImageView
 from cataract_app.viewer.lens_bar import LensBar, LensEditor
-from cataract_app.viewer.navigation import RecentFiles, step_image, supported_extensions
+from cataract_app.viewer.navigation import (
+    RecentFiles,
+    open_folder,
+    remember_open_folder,
+    step_image,
+    supported_extensions,
+)
 from cataract_app.viewer.overlay_bar import OverlayBar
 from cataract_app.viewer.reader import ImageReader
 from cataract_app.viewer.recent_menu import RecentMenu
+from cataract_app.wheel_guard import guard_inputs
 from engine.choices import TEACHER
 from engine.request import GradeRequest
 from engine.results import GradeResult
@@ -88,6 +95,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._clinic_tools()
         self._restore_settings()
+        guard_inputs(self)  # no wheel event changes a combo or spin box the user has not focused
         self.grade_panel.show_state("Loading model\u2026", busy=True)
         self.status.show_model("Loading model\u2026", "")
         self.service.load(self.load_options)
@@ -138,7 +146,9 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(_column((self.image_bar, self.view, self.overlay_bar, self.lens_bar), stretch=1))
         self.grade_panel.layout().insertWidget(2, self.input_box)  # under the state line, over the grade
         column = (self.grade_panel, self.cases.review_box, self.compare, self.form)
-        self.splitter.addWidget(_scrolling(_column(column, margins=(10, 4, 10, 10))))
+        self.right_panel = _scrolling(_column(column, margins=(10, 4, 10, 10)))
+        # the sub-label actions stay in view under the panel, at 1366x768 too
+        self.splitter.addWidget(_column((self.right_panel, self.form.actions_bar), stretch=0))
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
@@ -218,9 +228,10 @@ class MainWindow(QMainWindow):
     # ---- opening images ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
         exts = " ".join(f"*{e}" for e in supported_extensions())
-        start = str(Path(self.path).parent) if self.path else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", start, f"Images ({exts});;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", open_folder(self.settings),
+                                              f"Images ({exts});;All files (*)")
         if path:
+            remember_open_folder(self.settings, path)
             self.open_path(path)
 
     def open_path(self, path: str | Path) -> None:
@@ -255,6 +266,7 @@ class MainWindow(QMainWindow):
         else:
             self.view.set_image(rgb)
             self.recent.add(path)
+            remember_open_folder(self.settings, path)
         self.image_bar.show_path(path)
         self.form.reset()
         self.form.set_has_image(rgb is not None)
@@ -266,6 +278,7 @@ class MainWindow(QMainWindow):
             self.form.set_teacher_available(False, "No model is loaded.")
             return
         self.grade_panel.set_grade_names(summary.schema.grade_names)
+        self.grade_panel.set_grade_descriptions(summary.schema.grade_descriptions)
         self.grade_panel.banner.show_notice(getattr(summary.student_card, "notice", None))
         self.form.set_schema(summary.schema)
         self.form.set_teacher_available(summary.has_teacher, "" if summary.has_teacher else NO_TEACHER)

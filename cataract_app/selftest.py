@@ -1,7 +1,7 @@
 """`cataract-grader --self-test`: prove an installed (frozen) app works end to end, offscreen.
 
 It grades the bundled sample photograph with the shipped models, opens the main window
-once, and runs a one-epoch training job through the app's own executable, exactly the way
+once, reads the sample back from a DICOM copy and writes its PDF report, and runs a one-epoch training job through the app's own executable, exactly the way
 the retrain panel starts its jobs. One line per check; exit code 0 only when all passed.
 Nothing of the user's is read or changed: models, settings and the model store stay
 untouched (the window and the job use a scratch folder).
@@ -195,6 +195,7 @@ def run_checks(student: Path, teacher: Path, device: str, scratch: Path) -> list
     started = _timed("train", start)
     checks.append(_report(_timed("grade", lambda: check_grade(student, teacher, device))))
     checks.append(_report(_timed("window", lambda: check_window(student, teacher, device, scratch))))
+    checks.append(_report(_timed("report", lambda: _clinic(student, device, scratch))))
     if not job:
         return [*checks, _report(started)]
     try:
@@ -202,6 +203,15 @@ def run_checks(student: Path, teacher: Path, device: str, scratch: Path) -> list
     finally:
         job[0].stop()
     return [*checks, _report(Check("train", train.ok, train.detail, started.seconds + train.seconds))]
+
+
+def _clinic(student: Path, device: str, scratch: Path) -> str:
+    from cataract_app.selftest_clinic import ClinicCheckError, check_dicom_report
+
+    try:
+        return check_dicom_report(sample_path(), student, device, scratch)
+    except ClinicCheckError as e:
+        raise SelfTestError(str(e)) from None
 
 
 def _describe_sample() -> str:

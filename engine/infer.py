@@ -9,7 +9,7 @@ graded; its result says input_ok False. The backbone runs once without building 
 layer) is then made a leaf that requires grad, the head (pool + linear for the
 student, the fusion transformer for the teacher) runs on it, and the gradient of
 the request's CAM target (a grade's logit, or the expected grade) flows back to that
-leaf only. pytorch_grad_cam's CAM classes turn those activations and gradients into
+leaf only. engine.cam's weightings (pytorch_grad_cam's, over numpy) turn those activations and gradients into
 the map, which is laid back onto the photograph and kept inside the lens. No hooks are
 ever registered, so the shared model is never left changed.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import engine.compat  # noqa: F401  (before pytorch_grad_cam)
+import engine.compat  # noqa: F401  (before timm and torchvision)
 from engine.bundle import ModelCard, load_bundle
 from engine.cam import cam_math
 from engine.data.transforms import build_transform

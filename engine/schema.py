@@ -20,6 +20,18 @@ SCHEMA_VERSION = 1
 NUM_GRADES = 8
 GRADES = tuple(range(NUM_GRADES))
 SUBLABEL_KINDS = ("ordinal", "count")
+# What each grade means: the monotone rule the synthetic generator follows (docs/prior-art, "a consistency
+# aid, not a validated clinical scale"). A clinic's schema.json may say it in its own words.
+DEFAULT_GRADE_DESCRIPTIONS = (
+    "No cortical opacity.",
+    "Opacity at the lens edge only.",
+    "Under 10 % of the pupil obscured, at most 2 sectors, the central zone clear.",
+    "10-25 % of the pupil obscured.",
+    "25-50 % of the pupil obscured, or opacity touching the central zone.",
+    "50-75 % of the pupil obscured.",
+    "75-90 % of the pupil obscured, or dense opacity covering the central zone.",
+    "Over 90 % of the pupil obscured, or coalescent opacity.",
+)
 
 
 _ASCII_INT = re.compile(r"[+-]?[0-9]+")
@@ -116,6 +128,7 @@ class Schema:
     name: str = "cortical-locs-wisconsin"
     version: int = SCHEMA_VERSION
     grade_names: tuple[str, ...] = field(default_factory=lambda: tuple(str(g) for g in GRADES))
+    grade_descriptions: tuple[str, ...] = DEFAULT_GRADE_DESCRIPTIONS  # what each grade means, for people
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.sublabels]
@@ -126,6 +139,12 @@ class Schema:
             raise SchemaError(f"duplicate sub-label names: {', '.join(dupes)}")
         if len(self.grade_names) != NUM_GRADES:
             raise SchemaError(f"a schema names {NUM_GRADES} grades, not {len(self.grade_names)}")
+        if len(self.grade_descriptions) != NUM_GRADES:
+            raise SchemaError(f"a schema describes {NUM_GRADES} grades, not {len(self.grade_descriptions)}")
+
+    def grade_description(self, grade: int) -> str:
+        """What `grade` means in this schema ('' for a number outside 0-7)."""
+        return self.grade_descriptions[grade] if 0 <= grade < NUM_GRADES else ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -177,6 +196,7 @@ class Schema:
             "version": self.version,
             "name": self.name,
             "grades": list(self.grade_names),
+            "grade_descriptions": list(self.grade_descriptions),
             "sublabels": [{**asdict(s), "levels": list(s.levels)} for s in self.sublabels],
         }
 
@@ -212,11 +232,15 @@ class Schema:
                     raise
                 raise SchemaError(f"sub-label #{i + 1}: {e}") from None
         grades = data.get("grades", [str(g) for g in GRADES])
+        descriptions = data.get("grade_descriptions", DEFAULT_GRADE_DESCRIPTIONS)  # older cards: the defaults
+        if not isinstance(descriptions, (list, tuple)) or not all(isinstance(d, str) for d in descriptions):
+            raise SchemaError("'grade_descriptions' must be a list of 8 texts, one per grade 0-7")
         return cls(
             sublabels=tuple(subs),
             name=str(data.get("name", "custom")),
             version=version,
             grade_names=tuple(str(g) for g in grades),
+            grade_descriptions=tuple(descriptions),
         )
 
     def save(self, path: str | Path) -> None:

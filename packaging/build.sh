@@ -35,4 +35,5 @@ if [ ! -x "$APP/CataractGrader" ]; then
     echo "error: the build finished but $APP/CataractGrader is missing; see $LOG" >&2
     exit 1
 fi
+"$PY" packaging/slim_bundle.py "$APP"
 echo "built $APP in $(( $(date +%s) - start )) s: $(du -sh "$APP" | cut -f1)"

@@ -7,7 +7,9 @@ Measure before and after any change: `CATARACT_BUNDLE_FULL=1 make bundle` builds
 
 from __future__ import annotations
 
+import importlib.util
 from fnmatch import fnmatch
+from pathlib import Path
 
 APP_NAME = "CataractGrader"
 ENTRY_SCRIPT = "packaging/entry.py"  # calls cataract_app.main.main(), like the `cataract-grader` script
@@ -28,7 +30,11 @@ EXCLUDES = (
     "tensorboard", "torch.utils.tensorboard", "torch.utils.benchmark",
     "torch.testing._internal.common_methods_invocations", "torch.testing._internal.opinfo",
     "torch.testing._internal.generated", "torch.testing._internal.distributed._tensor",
-    "matplotlib.tests", "numpy.tests", "scipy.io.matlab.tests",
+    "numpy.tests",
+    # engine.cam computes the CAM weightings itself: grad-cam and what its package import pulls in
+    # (matplotlib, scipy, scikit-learn, ttach) are test and benchmark references, never run by the app.
+    "pytorch_grad_cam", "ttach", "matplotlib", "mpl_toolkits", "scipy", "sklearn", "joblib", "threadpoolctl",
+    "contourpy", "kiwisolver", "fontTools", "cycler", "pyparsing",
     # Qt modules the app does not use; hooks would otherwise follow optional references.
     "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets",
     "PySide6.QtWebEngineCore", "PySide6.QtWebEngineWidgets", "PySide6.QtWebChannel",
@@ -37,8 +43,7 @@ EXCLUDES = (
     "PySide6.QtOpenGLWidgets", "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtSvg",
 )
 
-# matplotlib is pulled in by pytorch_grad_cam's package import; only its Agg backend is ever used.
-HOOKSCONFIG = {"matplotlib": {"backends": ["Agg"]}}
+HOOKSCONFIG: dict = {}  # per-package hook options (none needed now that matplotlib stays out)
 
 # Files the hooks collect that the app never loads (paths inside the bundle, fnmatch patterns).
 DROP_FILES = (
@@ -49,9 +54,35 @@ DROP_FILES = (
     "PySide6/Qt/plugins/platforms/libqvnc.so", "PySide6/Qt/plugins/platforms/libqminimalegl.so",
     "PySide6/Qt/plugins/egldeviceintegrations/*", "PySide6/Qt/plugins/qmltooling/*",
     "PySide6/Qt/plugins/sqldrivers/*", "PySide6/Qt/plugins/designer/*",
-    "PySide6/Qt/translations/qtwebengine*", "PySide6/Qt/translations/assistant*",
-    "PySide6/Qt/translations/designer*", "PySide6/Qt/translations/linguist*",
+    "PySide6/Qt/translations/*",  # the app is in English and installs no QTranslator (7 MiB)
+    # torchvision's compiled ops are linked against CUDA and never load next to the CPU torch (engine.compat
+    # declares the schemas instead), so they and the CUDA libraries they need stay out (18 MiB).
+    "torchvision/_C.so", "torchvision.libs/*",
 )
+
+# Libraries shipped with their symbol tables; packaging/slim_bundle.py strips them after the build.
+STRIP_FILES = ("torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so", "torch/lib/libc10.so",
+               "torch/lib/libtorch.so", "torch/lib/libshm.so")
+
+
+def is_stripped(dest: str) -> bool:
+    """True for a bundle path that slim_bundle.py strips."""
+    return any(fnmatch(dest.replace("\\", "/"), pattern) for pattern in STRIP_FILES)
+
+
+REPORT_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "LICENSE_DEJAVU")
+
+
+def report_fonts() -> list[Path]:
+    """matplotlib's DejaVu Sans and its licence, copied to resources/fonts/ for the PDF report (accents, Greek,
+    Cyrillic); matplotlib itself stays out. Empty when matplotlib is not installed where the app is built."""
+    spec = importlib.util.find_spec("matplotlib")
+    roots = spec.submodule_search_locations if spec else []
+    for root in roots or []:
+        paths = [Path(root) / "mpl-data" / "fonts" / "ttf" / name for name in REPORT_FONTS]
+        if all(p.is_file() for p in paths):
+            return paths
+    return []
 
 
 def is_dropped(dest: str) -> bool:

@@ -37,9 +37,9 @@ def test_spec_compiles_and_freezes_the_app_entry_point_with_the_compat_hook():
 
 
 @pytest.mark.parametrize(
-    "module", ["torch", "torch.distributed", "torch._dynamo", "torchvision", "timm", "pytorch_grad_cam", "matplotlib",
-               "scipy.ndimage", "sklearn.decomposition", "sympy", "PySide6.QtWidgets", "cv2", "safetensors.torch",
-               "engine.commands.train", "cataract_app.selftest", "numpy.f2py"],
+    "module", ["torch", "torch.distributed", "torch._dynamo", "torchvision", "timm", "sympy", "PySide6.QtWidgets", "cv2",
+               "safetensors.torch", "engine.commands.train", "cataract_app.selftest", "numpy.f2py", "pydicom",
+               "pydicom.pixels.decoders.pillow", "PIL.JpegImagePlugin", "reportlab.pdfgen.canvas"],
 )
 def test_modules_the_app_imports_are_not_excluded(module):
     assert not _bundle_config().is_excluded(module)
@@ -48,9 +48,13 @@ def test_modules_the_app_imports_are_not_excluded(module):
 def test_exclusions_and_dropped_files_match_what_they_name():
     cfg = _bundle_config()
     assert cfg.is_excluded("PySide6.QtNetwork") and cfg.is_excluded("tkinter") and cfg.is_excluded("jinja2.runtime")
+    for heavy in ("pytorch_grad_cam", "matplotlib.pyplot", "scipy.ndimage", "sklearn.decomposition", "ttach"):
+        assert cfg.is_excluded(heavy), heavy  # engine.cam does the CAM math; these only serve tests and benchmarks
     assert not cfg.is_excluded("PySide6.QtNetworkAuth")  # a name that only starts like an excluded one stays
     assert cfg.is_dropped("torch/bin/test_api") and cfg.is_dropped("torch\\lib\\libtorchbind_test.so")
     assert cfg.is_dropped("PySide6/Qt/plugins/platforms/libqvnc.so") and cfg.is_dropped("torch/test/Dict_test")
+    assert cfg.is_dropped("torchvision/_C.so") and cfg.is_dropped("PySide6/Qt/translations/qtbase_de.qm")
+    assert cfg.is_stripped("torch/lib/libtorch_cpu.so") and not cfg.is_stripped("PySide6/Qt/lib/libQt6Core.so.6")
     for kept in ("torch/lib/libtorch_cpu.so", "torch/bin/torch_shm_manager", "PySide6/Qt/plugins/platforms/libqxcb.so",
                  "PySide6/Qt/plugins/platforms/libqoffscreen.so", "resources/models/student/model.safetensors"):
         assert not cfg.is_dropped(kept), kept
@@ -107,7 +111,7 @@ def test_self_test_from_source_passes_with_the_bundle_exclusions_blocked(tmp_pat
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    for name in ("sample", "grade", "window", "train"):
+    for name in ("sample", "grade", "window", "report", "train"):
         assert any(line.split()[:2] == ["ok", name] for line in lines), proc.stdout
     assert "via `python -m cataract_app train`" in proc.stdout
     assert lines[-1].startswith("self-test passed")

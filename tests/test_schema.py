@@ -74,3 +74,23 @@ def test_load_reports_invalid_json(tmp_path):
         Schema.load(p)
     with pytest.raises(SchemaError, match="no such schema file"):
         Schema.load(tmp_path / "missing.json")
+
+
+def test_grade_descriptions_travel_with_the_schema_and_default_for_older_cards():
+    from engine.schema import DEFAULT_GRADE_DESCRIPTIONS
+
+    data = DEFAULT_SCHEMA.to_dict()
+    assert data["grade_descriptions"] == list(DEFAULT_GRADE_DESCRIPTIONS) and len(DEFAULT_GRADE_DESCRIPTIONS) == 8
+    data["grade_descriptions"] = [f"clinic {g}" for g in range(8)]
+    custom = Schema.from_dict(data)
+    assert custom.grade_description(3) == "clinic 3" and custom.grade_description(9) == ""
+    assert custom.fingerprint() == DEFAULT_SCHEMA.fingerprint()  # wording only: models stay compatible
+    del data["grade_descriptions"]
+    assert Schema.from_dict(data).grade_descriptions == DEFAULT_GRADE_DESCRIPTIONS  # a card written before them
+
+
+@pytest.mark.parametrize("bad", [["one", "two"], "not a list", [1, 2, 3, 4, 5, 6, 7, 8]])
+def test_grade_descriptions_must_be_eight_texts(bad):
+    data = {**DEFAULT_SCHEMA.to_dict(), "grade_descriptions": bad}
+    with pytest.raises(SchemaError, match="grade"):
+        Schema.from_dict(data)

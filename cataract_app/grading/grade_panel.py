@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from cataract_app import theme
 from cataract_app.grading.prob_bars import ProbabilityBars
 from engine.results import GradeResult, ModelInfo
-from engine.schema import GRADES
+from engine.schema import DEFAULT_GRADE_DESCRIPTIONS, GRADES
 
 ROLE_NAMES = {"student": "image-only model", "teacher": "fusion model (image + sub-labels)"}
 
@@ -86,6 +86,7 @@ class GradePanel(QGroupBox):
     def __init__(self, parent=None) -> None:
         super().__init__("Grade", parent)
         self._grade_names: tuple[str, ...] = tuple(str(g) for g in GRADES)
+        self._descriptions: tuple[str, ...] = DEFAULT_GRADE_DESCRIPTIONS
         self.banner = DemoBanner()
         self.state = QLabel("Open a retro-illumination photograph (Ctrl+O) or drop one here.")
         self.state.setWordWrap(True)
@@ -100,6 +101,8 @@ class GradePanel(QGroupBox):
         self.title.setObjectName("muted")
         self.name = QLabel("")
         self.name.setObjectName("gradeName")
+        self.description = QLabel("")  # what the grade on screen means, in the schema's words
+        self.description.setWordWrap(True)
         self.confidence = QLabel("")
         self.expected = QLabel("")
         self.expected.setObjectName("muted")
@@ -116,11 +119,12 @@ class GradePanel(QGroupBox):
             layout.addWidget(w)
         self._result_box.hide()
         self._result: GradeResult | None = None
+        self.set_grade_descriptions(DEFAULT_GRADE_DESCRIPTIONS)
 
     def _build_result_layout(self) -> None:
         text = QVBoxLayout()
         text.setSpacing(2)
-        for w in (self.title, self.name, self.confidence, self.expected):
+        for w in (self.title, self.name, self.description, self.confidence, self.expected):
             text.addWidget(w)
         text.addStretch(1)
         head = QHBoxLayout()
@@ -139,6 +143,18 @@ class GradePanel(QGroupBox):
     # ---- states ----------------------------------------------------------------
     def set_grade_names(self, names: Sequence[str]) -> None:
         self._grade_names = tuple(names)
+
+    def set_grade_descriptions(self, descriptions: Sequence[str]) -> None:
+        """What each grade 0-7 means (the schema's grade_descriptions): shown with the grade and as tooltips."""
+        self._descriptions = tuple(descriptions)
+        self.bars.set_descriptions(self._descriptions)
+        scale = "\n".join(f"{g} \u2013 {d}" for g, d in enumerate(self._descriptions))
+        self.title.setToolTip(f"What the grades mean:\n{scale}")
+        if self._result is not None:
+            self.show_result(self._result)
+
+    def describe(self, grade: int) -> str:
+        return self._descriptions[grade] if 0 <= grade < len(self._descriptions) else ""
 
     def show_state(self, text: str, busy: bool = False, error: bool = False, keep_result: bool = False) -> None:
         """A line above (or instead of) the result: a hint, a busy state or an error."""
@@ -161,6 +177,10 @@ class GradePanel(QGroupBox):
         caption = grade_caption(result.grade, self._grade_names)
         self.name.setText(caption)
         self.name.setVisible(bool(caption))
+        meaning = self.describe(result.grade)
+        self.description.setText(meaning)
+        self.description.setVisible(bool(meaning))
+        self.grade.setToolTip(f"Grade {result.grade}: {meaning}" if meaning else "")
         low = result.confidence < theme.LOW_CONFIDENCE
         review = f" \u2013 <span style='color:{theme.WARN_TEXT}'>low, review carefully</span>" if low else ""
         self.confidence.setText(f"<b>{result.confidence * 100:.0f} %</b> confidence (calibrated){review}")

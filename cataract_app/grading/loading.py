@@ -33,11 +33,9 @@ def build_grader(options: LoadOptions) -> tuple[Any, ModelSummary]:
     import time
 
     t0 = time.perf_counter()
-    import engine.compat  # noqa: F401  (before timm and grad-cam)
+    import engine.compat  # noqa: F401  (before timm)
 
     # isort: split
-    import pytorch_grad_cam  # noqa: F401  (the Grader imports it on the first grade; pay for it while loading)
-
     from engine.infer import Grader
     from engine.overlay import COLORMAPS
 

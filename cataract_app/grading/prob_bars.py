@@ -23,6 +23,7 @@ class ProbabilityBars(QWidget):
         self._probs: tuple[float, ...] = ()
         self._highlight: int | None = None
         self._num = num_grades
+        self._descriptions: tuple[str, ...] = ()
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumWidth(200)
         self.setFixedHeight(self._num * ROW_HEIGHT + 4)
@@ -30,8 +31,21 @@ class ProbabilityBars(QWidget):
     def set_probabilities(self, probs: Sequence[float], highlight: int | None = None) -> None:
         self._probs = tuple(float(p) for p in probs)
         self._highlight = highlight
-        self.setToolTip("\n".join(f"Grade {k}: {p * 100:.1f} %" for k, p in enumerate(self._probs)))
+        self._update_tooltip()
         self.update()
+
+    def set_descriptions(self, descriptions: Sequence[str]) -> None:
+        """What each grade means, added to the tooltip's line for that grade."""
+        self._descriptions = tuple(descriptions)
+        self._update_tooltip()
+
+    def _update_tooltip(self) -> None:
+        lines = []
+        for k in range(self._num):
+            prob = f": {self._probs[k] * 100:.1f} %" if k < len(self._probs) else ""
+            meaning = f" \u2013 {self._descriptions[k]}" if k < len(self._descriptions) and self._descriptions[k] else ""
+            lines.append(f"Grade {k}{prob}{meaning}")
+        self.setToolTip("\n".join(lines) if self._probs or self._descriptions else "")
 
     def clear(self) -> None:
         self.set_probabilities((), None)

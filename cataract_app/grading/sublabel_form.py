@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from cataract_app import theme
+from cataract_app.wheel_guard import guard_inputs
 from engine.schema import Schema, SubLabel
 
 UNKNOWN = "(unknown)"
@@ -123,9 +124,13 @@ class SubLabelForm(QGroupBox):
         self.accept_button = QPushButton("Accept suggestions")
         self.accept_button.setToolTip("Confirm every suggested value as it stands")
         self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Blank the values you entered or confirmed; the model's suggestions stay")
+        self._suggestions: dict[str, int] = {}  # the image-only model's predictions for this image
         self.grade_button = QPushButton("Grade with sub-labels")
         self.grade_button.setObjectName("primary")
-        buttons = QHBoxLayout()
+        self.actions_bar = QWidget()  # the window pins it under the scrolling panel, always in view
+        buttons = QHBoxLayout(self.actions_bar)
+        buttons.setContentsMargins(10, 6, 10, 6)
         buttons.addWidget(self.accept_button)
         buttons.addWidget(self.clear_button)
         buttons.addStretch(1)
@@ -134,7 +139,7 @@ class SubLabelForm(QGroupBox):
         layout.addWidget(self.reason)
         layout.addWidget(self.hint)
         layout.addLayout(self._grid)
-        layout.addLayout(buttons)
+        layout.addWidget(self.actions_bar)
         self.accept_button.clicked.connect(self.accept_suggestions)
         self.clear_button.clicked.connect(self.clear)
         self.grade_button.clicked.connect(self._request_grade)
@@ -148,7 +153,7 @@ class SubLabelForm(QGroupBox):
             item = self._grid.takeAt(0)
             if item.widget():
                 item.widget().deleteLater()
-        self.fields = {}
+        self.fields, self._suggestions = {}, {}
         for row, sub in enumerate(schema.sublabels):
             label = QLabel(pretty_name(sub.name))
             label.setToolTip(sub.description)
@@ -157,6 +162,7 @@ class SubLabelForm(QGroupBox):
             self._grid.addWidget(label, row, 0)
             self._grid.addWidget(field, row, 1)
             self.fields[sub.name] = field
+        guard_inputs(self)  # a wheel over the form scrolls the panel, never changes a value
         self._update_buttons()
 
     def set_teacher_available(self, available: bool, reason: str = "") -> None:
@@ -171,7 +177,8 @@ class SubLabelForm(QGroupBox):
         self._update_buttons()
 
     def suggest(self, predicted: dict[str, int]) -> None:
-        """Pre-fill blank fields with the student's predictions, marked as suggestions."""
+        """Pre-fill blank fields with the student's predictions, marked as suggestions (kept for Clear)."""
+        self._suggestions = {n: int(v) for n, v in predicted.items() if v is not None}
         for name, field in self.fields.items():
             if field.state == BLANK and predicted.get(name) is not None:
                 field.set_value(int(predicted[name]), SUGGESTED)
@@ -183,12 +190,15 @@ class SubLabelForm(QGroupBox):
         self._on_edited()
 
     def clear(self) -> None:
-        for field in self.fields.values():
-            field.set_value(None, BLANK)
+        """Blank what the clinician entered or confirmed; fields the model predicted show its suggestion again."""
+        for name, field in self.fields.items():
+            suggestion = self._suggestions.get(name)
+            field.set_value(suggestion, SUGGESTED if suggestion is not None else BLANK)
         self._on_edited()
 
     def reset(self) -> None:
-        """Blank every field for a new image, without signalling an edit."""
+        """Blank every field and forget the suggestions, for a new image, without signalling an edit."""
+        self._suggestions = {}
         for field in self.fields.values():
             field.set_value(None, BLANK)
         self._update_buttons()
@@ -224,7 +234,7 @@ class SubLabelForm(QGroupBox):
         any_confirmed = any(v is not None for v in self.confirmed_values().values())
         any_suggested = any(f.state == SUGGESTED for f in self.fields.values())
         self.accept_button.setEnabled(teacher and any_suggested)
-        self.clear_button.setEnabled(teacher and any(f.state != BLANK for f in self.fields.values()))
+        self.clear_button.setEnabled(teacher and any(f.state == CONFIRMED for f in self.fields.values()))
         self.grade_button.setEnabled(teacher and self._has_image and any_confirmed)
         if not teacher:
             tip = self._teacher_reason or ""

@@ -133,8 +133,10 @@ class TrainingController(QObject):
     def open_retrain(self):
         if self.retrain_dialog is None:
             from cataract_app.retrain.panel import RetrainDialog
+            from cataract_app.wheel_guard import guard_inputs
 
             self.retrain_dialog = RetrainDialog(self, self._parent)
+            guard_inputs(self.retrain_dialog)  # no wheel changes a setting the user has not focused
             self.retrain_dialog.cases_source.set_base(self.last_dataset_folder())
         self.retrain_dialog.refresh_teachers()
         self.retrain_dialog.cases_source.refresh()

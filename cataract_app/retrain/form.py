@@ -38,17 +38,41 @@ FUSION_LABELS = {"concat": "Concatenated tokens + transformer (concat)", "coattn
 MAX_PROBLEMS_SHOWN = 200
 
 
+class PathEdit(QLineEdit):
+    """A path field whose Enter checks the typed path and nothing else (not the dialog's default button)."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().keyPressEvent(event)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            event.accept()  # QLineEdit leaves Enter to the dialog, which would press "Choose folder..."
+
+
+def dataset_folder(text: str) -> tuple[Path | None, str]:
+    """(folder, '') for a typed path naming a dataset folder or its labels.csv; (None, why not) otherwise."""
+    path = Path(text).expanduser()
+    if path.is_file() and path.name == "labels.csv":
+        path = path.parent
+    if not path.exists():
+        return None, f"There is no folder {path}. Type the path of a dataset folder, or choose one."
+    if not path.is_dir():
+        return None, f"{path} is a file, not a folder. A dataset is a folder with labels.csv and the photographs."
+    if not (path / "labels.csv").is_file():
+        return None, f"{path} has no labels.csv; a dataset folder holds labels.csv and the photographs it names."
+    return path.resolve(), ""
+
+
 class DatasetBox(QGroupBox):
-    """Folder picker, the check's verdict, and its report (problems, then counts)."""
+    """Folder picker (or a typed path), the check's verdict, and its report (problems, then counts)."""
 
     choose_requested = Signal()
     recheck_requested = Signal()
+    folder_entered = Signal(str)  # a typed path that names a dataset folder (one with labels.csv)
 
     def __init__(self, parent=None) -> None:
         super().__init__("1. Labelled images", parent)
-        self.path = QLineEdit()
-        self.path.setReadOnly(True)
-        self.path.setPlaceholderText("A folder with labels.csv and the photographs")
+        self.path = PathEdit()
+        self.path.setPlaceholderText("A folder with labels.csv and the photographs: type or paste it, then Enter")
+        self.path.setClearButtonEnabled(True)
         self.choose = QPushButton("Choose folder\u2026")
         self.recheck = QPushButton("Check again")
         self.recheck.setEnabled(False)
@@ -71,6 +95,20 @@ class DatasetBox(QGroupBox):
         layout.addWidget(self.report)
         self.choose.clicked.connect(self.choose_requested)
         self.recheck.clicked.connect(self.recheck_requested)
+        self.path.returnPressed.connect(self._path_typed)
+
+    def _path_typed(self) -> None:
+        """Check a typed path before the panel takes it: a folder holding labels.csv (or that labels.csv itself)."""
+        text = self.path.text().strip()
+        if not text:
+            return
+        folder, problem = dataset_folder(text)
+        if problem:
+            self.recheck.setEnabled(False)
+            self.report.hide()
+            self._verdict(problem, "error")
+            return
+        self.folder_entered.emit(str(folder))
 
     def show_checking(self, path: str) -> None:
         self.path.setText(path)

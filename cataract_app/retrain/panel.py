@@ -157,6 +157,7 @@ class RetrainDialog(QDialog):
         self.resize(1240, 800)
 
         self.dataset_box.choose_requested.connect(self.choose_dataset)
+        self.dataset_box.folder_entered.connect(self.set_dataset)
         self.dataset_box.recheck_requested.connect(lambda: self.dataset and self.set_dataset(self.dataset))
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)

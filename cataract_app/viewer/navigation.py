@@ -10,6 +10,7 @@ from PySide6.QtCore import QSettings
 
 MAX_RECENT = 10
 RECENT_KEY = "recent_files"
+OPEN_FOLDER_KEY = "open_folder"  # where the Open dialog starts: the folder of the last image opened
 # Used only until engine.io answers; the list that counts is engine.io.SUPPORTED_EXTENSIONS.
 FALLBACK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -81,3 +82,14 @@ class RecentFiles:
 
     def clear(self) -> None:
         self._settings.setValue(RECENT_KEY, [])
+
+
+def open_folder(settings: QSettings) -> str:
+    """The folder the Open dialog starts in: the last one an image was opened from, if it still exists; else home."""
+    folder = str(settings.value(OPEN_FOLDER_KEY, "") or "")
+    return folder if folder and Path(folder).is_dir() else str(Path.home())
+
+
+def remember_open_folder(settings: QSettings, path: str | Path) -> None:
+    """Remember the folder of `path` (an image opened by any route: dialog, drop, recent, next/previous)."""
+    settings.setValue(OPEN_FOLDER_KEY, str(Path(path).resolve().parent))

@@ -24,7 +24,7 @@ GOOD = HexColor("#1d7a3a")
 
 @lru_cache(maxsize=1)
 def fonts() -> tuple[str, str]:
-    """(regular, bold) font names: DejaVu Sans (matplotlib's copy) or Bitstream Vera (reportlab's), embedded.
+    """(regular, bold) font names: DejaVu Sans (the frozen app's or matplotlib's copy) or Bitstream Vera (reportlab's).
 
     Embedded TrueType renders the same everywhere and covers accented Latin, Greek and
     Cyrillic (DejaVu) in names and notes; the PDF base fonts cover Latin-1 only.
@@ -38,7 +38,10 @@ def fonts() -> tuple[str, str]:
 
 
 def _candidates() -> list[tuple[Path, Path]]:
-    out = []
+    from engine.resources import resources_dir
+
+    fonts_dir = resources_dir() / "fonts"  # the frozen app carries DejaVu there (it leaves matplotlib out)
+    out = [(fonts_dir / "DejaVuSans.ttf", fonts_dir / "DejaVuSans-Bold.ttf")]
     for package, folder, regular, bold in (("matplotlib", "mpl-data/fonts/ttf", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf"),
                                            ("reportlab", "fonts", "Vera.ttf", "VeraBd.ttf")):
         spec = importlib.util.find_spec(package)
