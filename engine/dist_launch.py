@@ -2,8 +2,8 @@
 
 `launch_training` runs `torchrun ... -m engine train ARGS --progress json` and hands rank
 0's JSON events to the caller's progress callback, so `run_training` with nproc > 1 looks to
-its caller (the CLI, the app's retrain panel) like a one-process job: the same events, a
-TrainResult at the end, a TrainError with the job's own sentence when it fails, and a stop
+its caller (the CLI, the app's retrain panel) like a one-process job: the same events, rank 0's
+done event at the end (run_training makes it a TrainResult), a TrainError with the job's own sentence when it fails, and a stop
 on the cancel token (torchrun and its workers are terminated; --resume continues it).
 `launch_command` runs any other engine command the same way, with its
 output passed through.
@@ -19,7 +19,6 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 
 from engine.distributed import World, check_config, child_env, torchrun_command
 from engine.progress import Cancelled, CancelToken, DoneEvent, ErrorEvent, ProgressCallback, parse_line
@@ -29,10 +28,9 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def launch_training(cfg, progress: ProgressCallback, cancel: CancelToken | None = None):
-    """Run `cfg` on cfg.nproc processes under torchrun; returns the TrainResult rank 0 reported."""
+    """Run `cfg` on cfg.nproc processes under torchrun; returns the DoneEvent rank 0 reported."""
     from dataclasses import replace
 
-    from engine.train import TrainResult
     from engine.train_config import TrainError, to_arguments
 
     check_config(cfg, World(size=cfg.nproc))  # refuse what the workers would refuse, before starting them
@@ -69,7 +67,7 @@ def launch_training(cfg, progress: ProgressCallback, cancel: CancelToken | None 
     readers[1].join(timeout=5)
     if code != 0 or done is None:
         raise TrainError(error.message if error else _failure(code, tail))
-    return TrainResult(Path(done.bundle), done.metrics, done.best_epoch, done.stopped_early)
+    return done
 
 
 def launch_command(nproc: int, engine_args: Sequence[str]) -> int:

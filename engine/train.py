@@ -133,7 +133,8 @@ def run_training(cfg: TrainConfig, progress: ProgressCallback = no_progress, can
         if cfg.nproc > 1 and not distributed.launched():
             from engine.dist_launch import launch_training
 
-            return launch_training(cfg, progress, cancel)
+            done = launch_training(cfg, progress, cancel)
+            return TrainResult(Path(done.bundle), done.metrics, done.best_epoch, done.stopped_early)
         try:
             return _train(_prepare(cfg, progress), cancel)
         finally:
