@@ -174,15 +174,6 @@ class JobBox(QGroupBox):
         self.kd_radio.toggled.connect(self.teacher_combo.setEnabled)
         self.teacher_combo.setEnabled(False)
 
-    def _set_weights(self, value: str | None) -> None:
-        """Pick `value` ("auto", "imagenet", "none" or a clinic's own file, added as an entry of its own)."""
-        value = value or "none"
-        index = self.weights.findData(value)
-        if index < 0:
-            self.weights.addItem(Path(value).name, value)
-            index = self.weights.count() - 1
-        self.weights.setCurrentIndex(index)
-
     def set_teachers(self, teachers: list[tuple[str, Path]]) -> None:
         """(label, bundle) of every teacher a student can be distilled from; the active one first."""
         # A teacher the user picked stays picked; otherwise the (possibly new) active one is.
