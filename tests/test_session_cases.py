@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from case_helpers import result, write_image
+from session_fakes import Backend, Cases
 
 from cataract_app.cases import jobs
 from cataract_app.grading.loading import ModelSummary
@@ -15,33 +16,6 @@ from engine.schema import DEFAULT_SCHEMA
 SUMMARY = ModelSummary(DEFAULT_SCHEMA, None, None, True, "cpu", ("jet",))
 IMAGE = np.zeros((8, 8, 3), np.uint8)
 OK = FileCheck("ok", "the image is the file that was graded")
-
-
-class Backend:
-    def __init__(self):
-        self.reads, self.requests = [], []
-
-    def read(self, path):
-        self.reads.append(path)
-
-    def submit(self, image, request, source):
-        self.requests.append(request)
-
-    def supersede(self):
-        pass
-
-
-class Cases:
-    """Records every case-log request the session makes."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        return lambda *args: self.calls.append((name, *args))
-
-    def named(self, name):
-        return [c[1:] for c in self.calls if c[0] == name]
 
 
 def answer(request, grade=3):

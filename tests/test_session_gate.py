@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from session_fakes import Backend, Cases
 
 from cataract_app.grading.loading import ModelSummary
 from cataract_app.session import GradingSession
@@ -19,31 +20,6 @@ IMAGE = np.zeros((40, 40, 3), np.uint8)
 FOUND_CIRCLE = Circle(20.0, 21.0, 12.0)
 BLUR = Problem("out_of_focus", "The photograph is out of focus.", 0.3, 0.14)
 DARK = Problem("under_exposed", "The photograph is too dark.", 20.0, 45.0)
-
-
-class Backend:
-    def __init__(self):
-        self.requests = []
-
-    def read(self, path):
-        pass
-
-    def submit(self, image, request, source):
-        self.requests.append(request)
-
-    def supersede(self):
-        pass
-
-
-class Cases:
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        return lambda *args: self.calls.append((name, *args))
-
-    def named(self, name):
-        return [c[1:] for c in self.calls if c[0] == name]
 
 
 def answer(request, problems=(), grade=3):
